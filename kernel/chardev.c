@@ -1,0 +1,475 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mgcap: the character devices /dev/mgcap/<ifname>.
+ *
+ * Minor numbers map to captures through an IDR; open() takes a reference on
+ * the capture, so a file outlives the capture's stop and the device's
+ * removal: it reads what is left, then gets EOF.  The cdev is allocated on
+ * its own (cdev_alloc) because open files keep it alive after cdev_del(),
+ * and its owner pins the module while a file is open.
+ */
+#include <linux/fs.h>
+#include <linux/idr.h>
+#include <linux/mm.h>
+#include <linux/poll.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/vmalloc.h>
+
+#include "mgcap.h"
+
+#define MGCAP_MINORS	BIT(16)
+
+struct mgcap_file {
+	struct mgcap_capture *cap;
+	struct mgcap_ring *ring;	/* bound ring, or NULL */
+	unsigned int next_ring;		/* where an unbound read starts */
+	bool mapped;			/* a mapped file stays bound */
+	struct mutex lock;		/* binding and mapping */
+};
+
+static dev_t mgcap_devt;
+static DEFINE_IDR(mgcap_minors);
+static DEFINE_MUTEX(mgcap_minors_lock);
+
+static char *mgcap_devnode(MGCAP_DEVNODE_CONST struct device *dev,
+			   umode_t *mode)
+{
+	const struct mgcap_capture *cap = dev_get_drvdata(dev);
+
+	if (!cap)
+		return NULL;
+	if (net_eq(cap->net, &init_net))
+		return kasprintf(GFP_KERNEL, "mgcap/%s", cap->ifname);
+	return kasprintf(GFP_KERNEL, "mgcap/netns-%u/%s", cap->netns_inum,
+			 cap->ifname);
+}
+
+static struct class mgcap_class = {
+	.name = "mgcap",
+	.devnode = mgcap_devnode,
+	.dev_groups = mgcap_dev_groups,
+};
+
+/* is there a record this file may read? */
+static bool mgcap_file_readable(struct mgcap_file *mf)
+{
+	struct mgcap_capture *cap = mf->cap;
+	unsigned int cpu;
+
+	if (mf->ring)
+		return !mgcap_ring_empty(mf->ring);
+	for (cpu = 0; cpu < cap->nr_rings; cpu++) {
+		struct mgcap_ring *ring = cap->rings[cpu];
+
+		if (ring && !READ_ONCE(ring->owner) && !mgcap_ring_empty(ring))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Copy whole records of one ring, at most @count bytes.  Returns the bytes
+ * copied, -EMSGSIZE if the next record alone is larger than @count, or
+ * another negative error.
+ */
+static ssize_t mgcap_read_ring(struct mgcap_ring *ring, struct file *file,
+			       char __user *buf, size_t count)
+{
+	u32 size = ring->mask + 1;
+	ssize_t ret;
+	u64 used, cons, n = 0;
+
+	mutex_lock(&ring->consumer_lock);
+	if (ring->owner && ring->owner != file) {
+		ret = 0;
+		goto out;
+	}
+	used = mgcap_ring_used(ring, &cons);
+	if (used > size) {
+		/* a mmap reader wrote a consumer position that cannot be */
+		ret = -EIO;
+		goto out;
+	}
+	while (n < used) {
+		const struct mgcap_epb *epb =
+			(const void *)(ring->data + ((cons + n) & ring->mask));
+		u32 len = READ_ONCE(epb->block_len);
+
+		if (len < MGCAP_RECORD_LEN(0) || len > used - n || len & 3) {
+			ret = -EIO;
+			goto out;
+		}
+		if (n + len > count)
+			break;
+		n += len;
+	}
+	if (!n) {
+		ret = used ? -EMSGSIZE : 0;
+		goto out;
+	}
+	if (copy_to_user(buf, ring->data + (cons & ring->mask), n)) {
+		ret = -EFAULT;
+		goto out;
+	}
+	/* the producer may reuse the bytes only after they are copied */
+	smp_store_release(&ring->cons->consumer_pos, cons + n);
+	ret = n;
+out:
+	mutex_unlock(&ring->consumer_lock);
+	return ret;
+}
+
+/* unbound: every ring gets an equal share first, then the rest fills up */
+static ssize_t mgcap_read_all(struct mgcap_file *mf, struct file *file,
+			      char __user *buf, size_t count)
+{
+	struct mgcap_capture *cap = mf->cap;
+	unsigned int nr = cap->nr_rings, start = mf->next_ring, i, pass;
+	size_t share = max_t(size_t, count / num_online_cpus(),
+			     MGCAP_RECORD_LEN(0));
+	bool too_small = false;
+	size_t done = 0;
+
+	mf->next_ring = (start + 1) % nr;
+	for (pass = 0; pass < 2 && done < count; pass++) {
+		for (i = 0; i < nr && done < count; i++) {
+			struct mgcap_ring *ring = cap->rings[(start + i) % nr];
+			size_t room = count - done;
+			ssize_t n;
+
+			if (!ring)
+				continue;
+			if (pass == 0)
+				room = min(room, share);
+			n = mgcap_read_ring(ring, file, buf + done, room);
+			if (n == -EMSGSIZE) {
+				too_small |= room == count - done;
+				continue;
+			}
+			if (n < 0)
+				return done ? done : n;
+			done += n;
+		}
+	}
+	if (!done && too_small)
+		return -EINVAL;
+	return done;
+}
+
+static ssize_t mgcap_read_once(struct mgcap_file *mf, struct file *file,
+			       char __user *buf, size_t count)
+{
+	ssize_t n;
+
+	if (!mf->ring)
+		return mgcap_read_all(mf, file, buf, count);
+	n = mgcap_read_ring(mf->ring, file, buf, count);
+	return n == -EMSGSIZE ? -EINVAL : n;
+}
+
+static ssize_t mgcap_read(struct file *file, char __user *buf, size_t count,
+			  loff_t *ppos)
+{
+	struct mgcap_file *mf = file->private_data;
+	struct mgcap_capture *cap = mf->cap;
+	wait_queue_head_t *wq;
+	ssize_t n;
+	int err;
+
+	if (!count)
+		return 0;
+	for (;;) {
+		n = mgcap_read_once(mf, file, buf, count);
+		if (n)
+			return n;
+		/* pairs with the release in mgcap_capture_stop(): once stopped is
+		 * seen, every record is published and one more pass gets them all
+		 */
+		if (smp_load_acquire(&cap->stopped))
+			return mgcap_read_once(mf, file, buf, count);
+		if (file->f_flags & O_NONBLOCK)
+			return -EAGAIN;
+		wq = mf->ring ? &mf->ring->wq : &cap->wq_any;
+		err = wait_event_interruptible(*wq, mgcap_file_readable(mf) ||
+					       READ_ONCE(cap->stopped));
+		if (err)
+			return err;
+	}
+}
+
+static __poll_t mgcap_poll(struct file *file, poll_table *wait)
+{
+	struct mgcap_file *mf = file->private_data;
+	struct mgcap_capture *cap = mf->cap;
+	__poll_t mask = 0;
+
+	poll_wait(file, mf->ring ? &mf->ring->wq : &cap->wq_any, wait);
+	/* order the wait queue entry before the ring checks; pairs with the
+	 * producer's smp_mb() before its waitqueue_active()
+	 */
+	smp_mb();
+	/* pairs with the release in mgcap_capture_stop() */
+	if (smp_load_acquire(&cap->stopped))
+		mask |= EPOLLHUP;
+	if (mgcap_file_readable(mf))
+		mask |= EPOLLIN | EPOLLRDNORM;
+	return mask;
+}
+
+static int mgcap_bind(struct mgcap_file *mf, struct file *file, u32 cpu)
+{
+	struct mgcap_capture *cap = mf->cap;
+	struct mgcap_ring *ring = NULL;
+	int err = 0;
+
+	if (cpu != MGCAP_RING_UNBOUND) {
+		if (cpu >= cap->nr_rings || !cap->rings[cpu])
+			return -EINVAL;
+		ring = cap->rings[cpu];
+	}
+
+	mutex_lock(&mf->lock);
+	if (ring == mf->ring)
+		goto out;
+	if (mf->mapped) {
+		err = -EBUSY;
+		goto out;
+	}
+	if (ring) {
+		mutex_lock(&ring->consumer_lock);
+		if (ring->owner)
+			err = -EBUSY;
+		else
+			WRITE_ONCE(ring->owner, file);
+		mutex_unlock(&ring->consumer_lock);
+		if (err)
+			goto out;
+	}
+	if (mf->ring) {
+		mutex_lock(&mf->ring->consumer_lock);
+		WRITE_ONCE(mf->ring->owner, NULL);
+		mutex_unlock(&mf->ring->consumer_lock);
+		/* unbound readers may now read it */
+		mgcap_ring_wake(mf->ring);
+	}
+	mf->ring = ring;
+out:
+	mutex_unlock(&mf->lock);
+	return err;
+}
+
+static long mgcap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct mgcap_file *mf = file->private_data;
+	struct mgcap_capture *cap = mf->cap;
+	void __user *uarg = (void __user *)arg;
+	struct mgcap_stats stats;
+	struct mgcap_info info;
+	u32 val;
+
+	switch (cmd) {
+	case MGCAP_IOC_BIND_RING:
+		if (get_user(val, (u32 __user *)uarg))
+			return -EFAULT;
+		return mgcap_bind(mf, file, val);
+	case MGCAP_IOC_GET_INFO:
+		memset(&info, 0, sizeof(info));
+		info.ifindex = cap->ifindex;
+		info.mode = READ_ONCE(cap->mode);
+		info.snaplen = READ_ONCE(cap->snaplen);
+		info.ring_size = cap->ring_size;
+		info.nr_rings = cap->nr_rings;
+		info.bound_ring = mf->ring ? mf->ring->cpu : MGCAP_RING_UNBOUND;
+		info.interface_id = READ_ONCE(cap->ifid);
+		info.link_type = cap->link_type;
+		strscpy(info.ifname, cap->ifname, sizeof(info.ifname));
+		return copy_to_user(uarg, &info, sizeof(info)) ? -EFAULT : 0;
+	case MGCAP_IOC_GET_STATS:
+		mgcap_capture_stats(cap, &stats);
+		return copy_to_user(uarg, &stats, sizeof(stats)) ? -EFAULT : 0;
+	case MGCAP_IOC_SET_IFID:
+		if (!capable(CAP_NET_ADMIN))
+			return -EPERM;
+		if (get_user(val, (u32 __user *)uarg))
+			return -EFAULT;
+		WRITE_ONCE(cap->ifid, val);
+		return 0;
+	}
+	return -ENOTTY;
+}
+
+/*
+ * Map the bound ring: page 0 is the consumer page (the only writable one),
+ * page 1 the producer page, then the data twice.
+ */
+static int mgcap_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct mgcap_file *mf = file->private_data;
+	unsigned long pages = vma_pages(vma);
+	unsigned long total;
+	int err;
+
+	mutex_lock(&mf->lock);
+	if (!mf->ring) {
+		err = -EINVAL;
+		goto out;
+	}
+	total = 2 + 2 * ((unsigned long)mf->cap->ring_size >> PAGE_SHIFT);
+	if (vma->vm_pgoff >= total || pages > total - vma->vm_pgoff) {
+		err = -EINVAL;
+		goto out;
+	}
+	if (vma->vm_pgoff + pages > 1) {
+		if (vma->vm_flags & VM_WRITE) {
+			err = -EPERM;
+			goto out;
+		}
+		mgcap_vm_flags_clear(vma, VM_MAYWRITE);
+	}
+	mgcap_vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+	err = remap_vmalloc_range(vma, mf->ring->area, vma->vm_pgoff);
+	if (!err)
+		mf->mapped = true;
+out:
+	mutex_unlock(&mf->lock);
+	return err;
+}
+
+static int mgcap_open(struct inode *inode, struct file *file)
+{
+	struct mgcap_capture *cap;
+	struct mgcap_file *mf;
+
+	mf = kzalloc(sizeof(*mf), GFP_KERNEL);
+	if (!mf)
+		return -ENOMEM;
+
+	mutex_lock(&mgcap_minors_lock);
+	cap = idr_find(&mgcap_minors, iminor(inode));
+	if (cap && !mgcap_capture_get(cap))
+		cap = NULL;
+	mutex_unlock(&mgcap_minors_lock);
+	if (!cap) {
+		kfree(mf);
+		return -ENODEV;
+	}
+
+	mf->cap = cap;
+	mutex_init(&mf->lock);
+	file->private_data = mf;
+	return stream_open(inode, file);
+}
+
+static int mgcap_release(struct inode *inode, struct file *file)
+{
+	struct mgcap_file *mf = file->private_data;
+
+	if (mf->ring) {
+		mutex_lock(&mf->ring->consumer_lock);
+		WRITE_ONCE(mf->ring->owner, NULL);
+		mutex_unlock(&mf->ring->consumer_lock);
+		mgcap_ring_wake(mf->ring);
+	}
+	mgcap_capture_put(mf->cap);
+	mutex_destroy(&mf->lock);
+	kfree(mf);
+	return 0;
+}
+
+static const struct file_operations mgcap_fops = {
+	.owner = THIS_MODULE,
+	.open = mgcap_open,
+	.release = mgcap_release,
+	.read = mgcap_read,
+	.poll = mgcap_poll,
+	.unlocked_ioctl = mgcap_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.mmap = mgcap_mmap,
+};
+
+int mgcap_chardev_add(struct mgcap_capture *cap)
+{
+	struct device *d;
+	int minor, err;
+
+	mutex_lock(&mgcap_minors_lock);
+	minor = idr_alloc(&mgcap_minors, cap, 0, MGCAP_MINORS, GFP_KERNEL);
+	mutex_unlock(&mgcap_minors_lock);
+	if (minor < 0)
+		return minor;
+	cap->minor = minor;
+
+	cap->cdev = cdev_alloc();
+	if (!cap->cdev) {
+		err = -ENOMEM;
+		goto err_idr;
+	}
+	cap->cdev->owner = THIS_MODULE;
+	cap->cdev->ops = &mgcap_fops;
+	err = cdev_add(cap->cdev, MKDEV(MAJOR(mgcap_devt), minor), 1);
+	if (err)
+		goto err_cdev;
+
+	if (net_eq(cap->net, &init_net))
+		d = device_create(&mgcap_class, NULL,
+				  MKDEV(MAJOR(mgcap_devt), minor), cap, "%s",
+				  cap->ifname);
+	else
+		d = device_create(&mgcap_class, NULL,
+				  MKDEV(MAJOR(mgcap_devt), minor), cap,
+				  "netns-%u:%s", cap->netns_inum, cap->ifname);
+	if (IS_ERR(d)) {
+		err = PTR_ERR(d);
+		goto err_cdev;
+	}
+	cap->cdevice = d;
+	return 0;
+
+err_cdev:
+	cdev_del(cap->cdev);
+	cap->cdev = NULL;
+err_idr:
+	mutex_lock(&mgcap_minors_lock);
+	idr_remove(&mgcap_minors, minor);
+	mutex_unlock(&mgcap_minors_lock);
+	cap->minor = -1;
+	return err;
+}
+
+void mgcap_chardev_del(struct mgcap_capture *cap)
+{
+	if (cap->minor < 0)
+		return;
+	/* no new open from here on; open files keep their reference */
+	mutex_lock(&mgcap_minors_lock);
+	idr_remove(&mgcap_minors, cap->minor);
+	mutex_unlock(&mgcap_minors_lock);
+	if (cap->cdevice)
+		device_destroy(&mgcap_class, MKDEV(MAJOR(mgcap_devt), cap->minor));
+	cdev_del(cap->cdev);
+	cap->cdevice = NULL;
+	cap->cdev = NULL;
+	cap->minor = -1;
+}
+
+int mgcap_chardev_init(void)
+{
+	int err;
+
+	err = alloc_chrdev_region(&mgcap_devt, 0, MGCAP_MINORS, "mgcap");
+	if (err)
+		return err;
+	err = class_register(&mgcap_class);
+	if (err)
+		unregister_chrdev_region(mgcap_devt, MGCAP_MINORS);
+	return err;
+}
+
+void mgcap_chardev_exit(void)
+{
+	class_unregister(&mgcap_class);
+	unregister_chrdev_region(mgcap_devt, MGCAP_MINORS);
+	idr_destroy(&mgcap_minors);
+}

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mgcap: the receive hook.
+ *
+ * mgcap_rx_handler() runs in the receive path of a captured device with
+ * bottom halves off, so it is the only producer of its CPU's ring.  It never
+ * modifies the skb (it may be shared, e.g. by pktgen) and never allocates.
+ */
+#include <linux/if_vlan.h>
+#include <linux/skbuff.h>
+#include <linux/timekeeping.h>
+
+#include "mgcap.h"
+
+/*
+ * Copy caplen bytes of the frame starting at its link-layer header.  A VLAN
+ * tag held in skb metadata goes back after the two MAC addresses.
+ */
+static int mgcap_copy_frame(const struct sk_buff *skb, int mac_off, u8 *to,
+			    u32 caplen, bool vlan)
+{
+	u32 head, n;
+	__be16 tag[2];
+
+	if (!vlan)
+		return skb_copy_bits(skb, mac_off, to, caplen);
+
+	head = min_t(u32, caplen, 2 * ETH_ALEN);
+	if (skb_copy_bits(skb, mac_off, to, head))
+		return -EFAULT;
+	if (caplen == head)
+		return 0;
+	tag[0] = skb->vlan_proto;
+	tag[1] = htons(skb_vlan_tag_get(skb));
+	n = min_t(u32, caplen - head, VLAN_HLEN);
+	memcpy(to + head, tag, n);
+	if (caplen == head + n)
+		return 0;
+	return skb_copy_bits(skb, mac_off + head, to + head + n,
+			     caplen - head - n);
+}
+
+static u64 mgcap_timestamp(struct sk_buff *skb)
+{
+	ktime_t hw = skb_hwtstamps(skb)->hwtstamp;
+
+	return hw ? ktime_to_ns(hw) : ktime_get_real_ns();
+}
+
+static void mgcap_maybe_wake(struct mgcap_ring *ring, u64 used, u32 reclen)
+{
+	struct mgcap_capture *cap = ring->cap;
+
+	/* order the producer_pos store before the sleeper checks below; pairs
+	 * with set_current_state() in wait_event and smp_mb() in mgcap_poll()
+	 */
+	smp_mb();
+	/* safe without the lock: the barrier above orders it, see wq_has_sleeper() */
+	if (!waitqueue_active(&ring->wq) && !waitqueue_active(&cap->wq_any))
+		return;
+	if (used < cap->watermark && used + reclen >= cap->watermark) {
+		mgcap_ring_wake(ring);
+		return;
+	}
+	if (!atomic_read(&ring->timer_armed) &&
+	    !atomic_xchg(&ring->timer_armed, 1))
+		hrtimer_start(&ring->wakeup_timer, ns_to_ktime(cap->wakeup_ns),
+			      HRTIMER_MODE_REL);
+}
+
+rx_handler_result_t mgcap_rx_handler(struct sk_buff **pskb)
+{
+	struct sk_buff *skb = *pskb;
+	struct mgcap_capture *cap = rcu_dereference(skb->dev->rx_handler_data);
+	struct mgcap_ring *ring = cap->rings[smp_processor_id()];
+	struct mgcap_producer_page *pp = ring->prod;
+	int mac_off = skb_mac_header_was_set(skb) ? skb_mac_offset(skb) : 0;
+	bool vlan = skb_vlan_tag_present(skb);
+	u32 origlen = skb->len - mac_off + (vlan ? VLAN_HLEN : 0);
+	u32 caplen = min(origlen, READ_ONCE(cap->snaplen));
+	u32 reclen = MGCAP_RECORD_LEN(caplen);
+	u32 size = ring->mask + 1;
+	u64 prod = pp->producer_pos;
+	/* pairs with the consumer's release: it is done with the bytes before cons */
+	u64 cons = smp_load_acquire(&ring->cons->consumer_pos);
+	u64 used = prod - cons;
+	bool drop = READ_ONCE(cap->mode) == MGCAP_MODE_DROP;
+	struct mgcap_epb *epb;
+	u64 ts;
+	int err = 0;
+	bool full = used > size || size - used < reclen;
+
+	if (!full) {
+		epb = (struct mgcap_epb *)(ring->data + (prod & ring->mask));
+		err = mgcap_copy_frame(skb, mac_off, epb->frame, caplen, vlan);
+		if (!err) {
+			ts = mgcap_timestamp(skb);
+			epb->block_type = MGCAP_EPB_TYPE;
+			epb->block_len = reclen;
+			epb->interface_id = READ_ONCE(cap->ifid);
+			epb->ts_high = upper_32_bits(ts);
+			epb->ts_low = lower_32_bits(ts);
+			epb->caplen = caplen;
+			epb->origlen = origlen;
+			/* zero the padding; the trailer ends the record */
+			memset(epb->frame + caplen, 0,
+			       reclen - MGCAP_EPB_TRAILER_LEN -
+			       MGCAP_EPB_HDR_LEN - caplen);
+			*(u32 *)((u8 *)epb + reclen - MGCAP_EPB_TRAILER_LEN) =
+				reclen;
+			/* the record is complete before the reader can see it */
+			smp_store_release(&pp->producer_pos, prod + reclen);
+		}
+	}
+
+	u64_stats_update_begin(&ring->syncp);
+	WRITE_ONCE(pp->seen_packets, pp->seen_packets + 1);
+	WRITE_ONCE(pp->seen_bytes, pp->seen_bytes + origlen);
+	if (full) {
+		WRITE_ONCE(pp->ring_full_drops, pp->ring_full_drops + 1);
+	} else if (err) {
+		WRITE_ONCE(pp->copy_errors, pp->copy_errors + 1);
+	} else {
+		WRITE_ONCE(pp->captured_packets, pp->captured_packets + 1);
+		WRITE_ONCE(pp->captured_bytes, pp->captured_bytes + origlen);
+	}
+	if (drop)
+		WRITE_ONCE(pp->consumed_packets, pp->consumed_packets + 1);
+	u64_stats_update_end(&ring->syncp);
+
+	if (!full && !err)
+		mgcap_maybe_wake(ring, used, reclen);
+
+	if (drop) {
+		consume_skb(skb);
+		return RX_HANDLER_CONSUMED;
+	}
+	return RX_HANDLER_PASS;
+}

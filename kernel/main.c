@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mgcap: module parameters, load and unload, and the netdevice notifier
+ * that stops capture on a device that goes away.
+ */
+#include <linux/module.h>
+#include <linux/netdevice.h>
+#include <linux/rtnetlink.h>
+#include <linux/string.h>
+
+#include "mgcap.h"
+
+static char *ifname;
+module_param(ifname, charp, 0444);
+MODULE_PARM_DESC(ifname,
+		 "Devices to capture from load on, comma separated (init netns)");
+
+static char *mode = "mirror";
+module_param(mode, charp, 0444);
+MODULE_PARM_DESC(mode, "Default capture mode: mirror or drop (default mirror)");
+
+static unsigned int snaplen = MGCAP_SNAPLEN_DEFAULT;
+module_param(snaplen, uint, 0444);
+MODULE_PARM_DESC(snaplen, "Default snapshot length in bytes, 1-65535 (default 96)");
+
+static unsigned int ring_size = MGCAP_RING_SIZE_DEFAULT;
+module_param(ring_size, uint, 0444);
+MODULE_PARM_DESC(ring_size,
+		 "Default ring size per CPU in bytes, a power of two from 64 KiB to 1 GiB (default 4 MiB)");
+
+static u32 mgcap_default_mode;
+
+static int mgcap_parse_mode(const char *s, u32 *out)
+{
+	if (sysfs_streq(s, "mirror"))
+		*out = MGCAP_MODE_MIRROR;
+	else if (sysfs_streq(s, "drop"))
+		*out = MGCAP_MODE_DROP;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static void mgcap_stop_all(void)
+{
+	struct mgcap_capture *cap, *tmp;
+
+	rtnl_lock();
+	list_for_each_entry_safe(cap, tmp, &mgcap_captures, list)
+		mgcap_capture_stop(cap);
+	rtnl_unlock();
+}
+
+static int mgcap_netdev_event(struct notifier_block *nb, unsigned long event,
+			      void *ptr)
+{
+	struct net_device *dev = netdev_notifier_info_to_dev(ptr);
+	struct mgcap_capture *cap;
+
+	if (event != NETDEV_UNREGISTER)
+		return NOTIFY_DONE;
+	cap = mgcap_capture_of(dev);
+	if (cap)
+		mgcap_capture_stop(cap);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block mgcap_netdev_notifier = {
+	.notifier_call = mgcap_netdev_event,
+};
+
+/* ifname=a,b: start mirror capture on each, all or nothing */
+static int mgcap_start_param_devices(void)
+{
+	struct netlink_ext_ack extack = {};
+	char *list, *cur, *name;
+	int err = 0;
+
+	if (!ifname || !*ifname)
+		return 0;
+	list = kstrdup(ifname, GFP_KERNEL);
+	if (!list)
+		return -ENOMEM;
+	cur = list;
+	rtnl_lock();
+	while ((name = strsep(&cur, ",")) != NULL) {
+		struct net_device *dev;
+
+		name = strim(name);
+		if (!*name)
+			continue;
+		dev = __dev_get_by_name(&init_net, name);
+		if (!dev) {
+			pr_err("mgcap: ifname=%s: no such device\n", name);
+			err = -ENODEV;
+			break;
+		}
+		err = mgcap_capture_start(dev, mgcap_default_mode, snaplen,
+					  ring_size, &extack);
+		if (err) {
+			pr_err("mgcap: %s: %s (%d)\n", name,
+			       extack._msg ? extack._msg : "cannot start", err);
+			break;
+		}
+	}
+	rtnl_unlock();
+	kfree(list);
+	if (err)
+		mgcap_stop_all();
+	return err;
+}
+
+static int __init mgcap_init(void)
+{
+	struct netlink_ext_ack extack = {};
+	int err;
+
+	if (mgcap_parse_mode(mode, &mgcap_default_mode)) {
+		pr_err("mgcap: mode=%s: must be mirror or drop\n", mode);
+		return -EINVAL;
+	}
+	if (snaplen < MGCAP_SNAPLEN_MIN || snaplen > MGCAP_SNAPLEN_MAX) {
+		pr_err("mgcap: snaplen=%u: out of range (1 to 65535)\n", snaplen);
+		return -EINVAL;
+	}
+	err = mgcap_validate_ring_size(ring_size, snaplen, &extack);
+	if (err) {
+		pr_err("mgcap: ring_size=%u: %s\n", ring_size, extack._msg);
+		return err;
+	}
+
+	err = mgcap_chardev_init();
+	if (err)
+		return err;
+	err = register_netdevice_notifier(&mgcap_netdev_notifier);
+	if (err)
+		goto err_chardev;
+	err = mgcap_start_param_devices();
+	if (err)
+		goto err_notifier;
+	return 0;
+
+err_notifier:
+	unregister_netdevice_notifier(&mgcap_netdev_notifier);
+err_chardev:
+	mgcap_chardev_exit();
+	return err;
+}
+
+static void __exit mgcap_exit(void)
+{
+	mgcap_stop_all();
+	unregister_netdevice_notifier(&mgcap_netdev_notifier);
+	mgcap_chardev_exit();
+}
+
+module_init(mgcap_init);
+module_exit(mgcap_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("mgcap: per-CPU ring packet capture through an rx_handler");
+MODULE_AUTHOR("mgcap developers");

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* mgcap: objects shared by the module's files */
+#ifndef _MGCAP_H
+#define _MGCAP_H
+
+#include <linux/cdev.h>
+#include <linux/device.h>
+#include <linux/hrtimer.h>
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/netdevice.h>
+#include <linux/u64_stats_sync.h>
+#include <linux/wait.h>
+
+#include "compat.h"
+#include "uapi/mgcap.h"
+
+struct mgcap_capture;
+
+/*
+ * One ring per CPU and device.  The producer is the receive softirq of that
+ * CPU, the consumer is one reader at a time (serialised by consumer_lock, or
+ * a user space mmap reader owning the ring through a binding).
+ */
+struct mgcap_ring {
+	/* read-mostly */
+	struct mgcap_capture *cap;
+	u8 *data;			/* ring data, mapped twice in a row */
+	struct mgcap_consumer_page *cons;
+	struct mgcap_producer_page *prod;
+	struct page **pages;		/* consumer, producer, data pages */
+	void *area;			/* vmap of pages, data twice */
+	unsigned int nr_pages;		/* distinct pages */
+	u32 mask;			/* ring_size - 1 */
+	unsigned int cpu;
+
+	/* producer side */
+	struct u64_stats_sync syncp;
+	struct hrtimer wakeup_timer;
+	atomic_t timer_armed;
+
+	/* consumer side */
+	struct mutex consumer_lock;
+	struct file *owner;		/* bound file, or NULL */
+	wait_queue_head_t wq;		/* readers bound to this ring */
+} ____cacheline_aligned_in_smp;
+
+struct mgcap_capture {
+	struct net_device *dev;		/* valid while capturing, under RTNL */
+	netdevice_tracker dev_tracker;
+	struct list_head list;		/* in mgcap_captures, under RTNL */
+	struct kref ref;
+
+	/* read per packet */
+	u32 mode;			/* MGCAP_MODE_* */
+	u32 snaplen;
+	u32 ifid;			/* PCAP-NG interface id in records */
+	u32 watermark;			/* bytes that wake a reader at once */
+	u64 wakeup_ns;
+
+	bool stopped;			/* no producer runs any more */
+	u32 ring_size;
+	unsigned int nr_rings;		/* nr_cpu_ids */
+	struct mgcap_ring **rings;	/* by CPU; NULL for impossible CPUs */
+	wait_queue_head_t wq_any;	/* unbound readers */
+
+	int ifindex;
+	u32 link_type;
+	char ifname[IFNAMSIZ];
+	struct net *net;		/* not counted; for naming only */
+	unsigned int netns_inum;
+
+	/* character device */
+	int minor;
+	struct cdev *cdev;
+	struct device *cdevice;
+};
+
+/* ring.c */
+struct mgcap_ring *mgcap_ring_create(struct mgcap_capture *cap,
+				     unsigned int cpu, u32 ring_size);
+void mgcap_ring_destroy(struct mgcap_ring *ring);
+void mgcap_ring_stats_add(struct mgcap_ring *ring, struct mgcap_stats *sum);
+void mgcap_ring_wake(struct mgcap_ring *ring);
+u64 mgcap_ring_used(struct mgcap_ring *ring, u64 *cons_pos);
+bool mgcap_ring_empty(struct mgcap_ring *ring);
+
+/* hook.c */
+rx_handler_result_t mgcap_rx_handler(struct sk_buff **pskb);
+
+/* capture.c */
+extern struct list_head mgcap_captures;
+int mgcap_validate_ring_size(u32 ring_size, u32 snaplen,
+			     struct netlink_ext_ack *extack);
+int mgcap_capture_start(struct net_device *dev, u32 mode, u32 snaplen,
+			u32 ring_size, struct netlink_ext_ack *extack);
+void mgcap_capture_stop(struct mgcap_capture *cap);
+struct mgcap_capture *mgcap_capture_of(const struct net_device *dev);
+void mgcap_capture_put(struct mgcap_capture *cap);
+bool mgcap_capture_get(struct mgcap_capture *cap);
+void mgcap_capture_stats(struct mgcap_capture *cap, struct mgcap_stats *sum);
+
+/* chardev.c */
+int mgcap_chardev_init(void);
+void mgcap_chardev_exit(void);
+int mgcap_chardev_add(struct mgcap_capture *cap);
+void mgcap_chardev_del(struct mgcap_capture *cap);
+
+/* sysfs.c */
+extern const struct attribute_group *mgcap_dev_groups[];
+
+#endif /* _MGCAP_H */

@@ -1,0 +1,132 @@
+"""PCAP-NG section and interface blocks (draft-ietf-opsawg-pcapng), laid out with construct.
+
+mgcap's records are ready Enhanced Packet Blocks, so a file is a Section Header
+Block, one Interface Description Block per device, then records as they come.
+Everything is written in host byte order, which the SHB's byte-order magic declares.
+"""
+
+import os
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from construct import (
+    Bytes,
+    Const,
+    GreedyRange,
+    Int16un,
+    Int32un,
+    Int64sn,
+    Padding,
+    Struct,
+    this,
+)
+
+from mgctl import __version__
+
+SHB_TYPE = 0x0A0D0D0A
+IDB_TYPE = 1
+BYTE_ORDER_MAGIC = 0x1A2B3C4D
+
+OPT_ENDOFOPT = 0
+OPT_COMMENT = 1
+SHB_HARDWARE = 2
+SHB_OS = 3
+SHB_USERAPPL = 4
+IF_NAME = 2
+IF_DESCRIPTION = 3
+IF_TSRESOL = 9
+
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+
+# ARPHRD_* of the capturing device -> LINKTYPE_* of its frames
+_ARPHRD_TO_LINKTYPE = {
+    1: LINKTYPE_ETHERNET,  # ARPHRD_ETHER
+    772: LINKTYPE_ETHERNET,  # ARPHRD_LOOPBACK: lo carries Ethernet headers
+    0xFFFE: LINKTYPE_RAW,  # ARPHRD_NONE (tun, wireguard): IP, no link header
+}
+
+Option = Struct(
+    "code" / Int16un,
+    "length" / Int16un,
+    "value" / Bytes(this.length),
+    Padding(lambda ctx: -ctx.length % 4),
+)
+
+Options = GreedyRange(Option)
+
+SectionHeaderBody = Struct(
+    "magic" / Const(BYTE_ORDER_MAGIC, Int32un),
+    "major" / Const(1, Int16un),
+    "minor" / Const(0, Int16un),
+    "section_length" / Int64sn,
+)
+
+InterfaceDescriptionBody = Struct(
+    "link_type" / Int16un,
+    "reserved" / Const(0, Int16un),
+    "snaplen" / Int32un,
+)
+
+
+def link_type_of(arphrd: int) -> int:
+    """The PCAP-NG link type of frames captured on a device of type arphrd."""
+    return _ARPHRD_TO_LINKTYPE.get(arphrd, LINKTYPE_ETHERNET)
+
+
+def encode_options(options: Sequence[tuple[int, bytes]]) -> bytes:
+    if not options:
+        return b""
+    items = [{"code": c, "length": len(v), "value": v} for c, v in options]
+    items.append({"code": OPT_ENDOFOPT, "length": 0, "value": b""})
+    return bytes(Options.build(items))
+
+
+def block(block_type: int, body: bytes) -> bytes:
+    total = 12 + len(body)
+    head = bytes(Int32un.build(block_type)) + bytes(Int32un.build(total))
+    return head + body + bytes(Int32un.build(total))
+
+
+def section_header(application: str | None = None) -> bytes:
+    uname = platform.uname()
+    opts = [
+        (SHB_HARDWARE, uname.machine.encode()),
+        (SHB_OS, f"Linux {uname.release}".encode()),
+        (SHB_USERAPPL, (application or f"mgcap {__version__}").encode()),
+    ]
+    body = bytes(SectionHeaderBody.build({"section_length": -1})) + encode_options(opts)
+    return block(SHB_TYPE, body)
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str
+    link_type: int = LINKTYPE_ETHERNET
+    snaplen: int = 0
+    description: str | None = None
+
+
+def interface_description(iface: Interface) -> bytes:
+    opts = [(IF_NAME, iface.name.encode())]
+    if iface.description:
+        opts.append((IF_DESCRIPTION, iface.description.encode()))
+    opts.append((IF_TSRESOL, bytes([9])))  # nanoseconds, like the records
+    fixed = InterfaceDescriptionBody.build({"link_type": iface.link_type, "snaplen": iface.snaplen})
+    body = bytes(fixed) + encode_options(opts)
+    return block(IDB_TYPE, body)
+
+
+def file_header(interfaces: Sequence[Interface], application: str | None = None) -> bytes:
+    """SHB plus one IDB per interface: interface i gets PCAP-NG interface id i."""
+    return section_header(application) + b"".join(interface_description(i) for i in interfaces)
+
+
+def write_file(path: str, interfaces: Sequence[Interface], records: bytes) -> None:
+    """Write a whole capture file: header, then the records as the kernel made them."""
+    with open(path, "wb") as f:
+        f.write(file_header(interfaces))
+        f.write(records)
+        f.flush()
+        os.fsync(f.fileno())

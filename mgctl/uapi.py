@@ -1,0 +1,93 @@
+"""Numbers and layouts of kernel/uapi/mgcap.h, mirrored for Python.
+
+kernel/uapi/mgcap.h is the single source; tests/host/test_uapi.py compiles a
+program against it and fails if anything here drifts from it.
+"""
+
+from typing import Final
+
+from construct import Int32un, Int64un, PaddedString, Struct
+
+EPB_TYPE: Final = 6
+EPB_HDR_LEN: Final = 28
+EPB_TRAILER_LEN: Final = 4
+SNAPLEN_DEFAULT: Final = 96
+SNAPLEN_MIN: Final = 1
+SNAPLEN_MAX: Final = 65535
+RING_SIZE_DEFAULT: Final = 4 << 20
+RING_SIZE_MIN: Final = 64 << 10
+RING_SIZE_MAX: Final = 1 << 30
+MODE_DROP: Final = 1
+MODE_MIRROR: Final = 2
+RING_UNBOUND: Final = 0xFFFFFFFF
+
+
+def record_len(caplen: int) -> int:
+    """Bytes taken by a record carrying caplen bytes of frame (MGCAP_RECORD_LEN)."""
+    return EPB_HDR_LEN + ((caplen + 3) & ~3) + EPB_TRAILER_LEN
+
+
+RECORD_MAX: Final = record_len(SNAPLEN_MAX)
+
+ConsumerPage = Struct("consumer_pos" / Int64un)
+
+ProducerPage = Struct(
+    "producer_pos" / Int64un,
+    "ring_size" / Int32un,
+    "data_offset" / Int32un,
+    "cpu" / Int32un,
+    "reserved" / Int32un,
+    "seen_packets" / Int64un,
+    "seen_bytes" / Int64un,
+    "captured_packets" / Int64un,
+    "captured_bytes" / Int64un,
+    "ring_full_drops" / Int64un,
+    "consumed_packets" / Int64un,
+    "copy_errors" / Int64un,
+)
+
+Info = Struct(
+    "ifindex" / Int32un,
+    "mode" / Int32un,
+    "snaplen" / Int32un,
+    "ring_size" / Int32un,
+    "nr_rings" / Int32un,
+    "bound_ring" / Int32un,
+    "interface_id" / Int32un,
+    "link_type" / Int32un,
+    "ifname" / PaddedString(16, "ascii"),
+)
+
+Stats = Struct(
+    "seen_packets" / Int64un,
+    "seen_bytes" / Int64un,
+    "captured_packets" / Int64un,
+    "captured_bytes" / Int64un,
+    "ring_full_drops" / Int64un,
+    "consumed_packets" / Int64un,
+    "copy_errors" / Int64un,
+)
+
+STAT_FIELDS: Final = (
+    "seen_packets",
+    "seen_bytes",
+    "captured_packets",
+    "captured_bytes",
+    "ring_full_drops",
+    "consumed_packets",
+    "copy_errors",
+)
+
+_IOC_WRITE: Final = 1
+_IOC_READ: Final = 2
+IOC_MAGIC: Final = 0xE6
+
+
+def _ioc(direction: int, nr: int, size: int) -> int:
+    return (direction << 30) | (size << 16) | (IOC_MAGIC << 8) | nr
+
+
+IOC_BIND_RING: Final = _ioc(_IOC_WRITE, 1, 4)
+IOC_GET_INFO: Final = _ioc(_IOC_READ, 2, Info.sizeof())
+IOC_GET_STATS: Final = _ioc(_IOC_READ, 3, Stats.sizeof())
+IOC_SET_IFID: Final = _ioc(_IOC_WRITE, 4, 4)

@@ -1,0 +1,27 @@
+#!/bin/sh
+# Runs inside the VM (see vmrun.py): the guest command, then the verdict and
+# the kernel log into $MGCAP_OUT, which is on the host.
+# "pytest ARGS" runs the VM test suite; anything else runs as a shell command.
+cmd="$1"
+ip link set lo up
+echo "mgcap-vm: guest command begins" > /dev/kmsg
+case "$cmd" in
+pytest*)
+	args=${cmd#pytest}
+	# shellcheck disable=SC2086
+	python -m pytest -p no:cacheprovider -m vm tests/vm -v -rs \
+		--junitxml="$MGCAP_OUT/junit.xml" $args
+	rc=$?
+	;;
+*)
+	sh -c "$cmd"
+	rc=$?
+	;;
+esac
+# scan for leaks the tests left (kmemleak is only there on debug kernels)
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	echo scan > /sys/kernel/debug/kmemleak
+	cat /sys/kernel/debug/kmemleak > "$MGCAP_OUT/kmemleak.txt"
+fi
+dmesg > "$MGCAP_OUT/dmesg.txt"
+echo "$rc" > "$MGCAP_OUT/rc"

@@ -1,0 +1,157 @@
+"""Boot a Debian kernel under virtme-ng (TCG) and run a command or the VM test suite in it.
+
+    python -m tests.harness.vmrun --kernel all                  # VM tests on every kernel
+    python -m tests.harness.vmrun --kernel 6.12 -- -k ring -x   # pytest arguments after --
+    python -m tests.harness.vmrun --kernel 6.1 --exec 'sh docs/examples/capture-lo-guest.sh'
+
+For each kernel: build mgcap.ko (W=1, sparse, warnings fail), boot once with the
+memory-error detectors on, run everything inside, and fail if the command fails,
+ran no test, or the guest's kernel log shows a WARN, BUG, KFENCE or similar report.
+"""
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.harness import kernels
+from tests.harness.build import BUILD, ROOT, build_module
+
+APPEND = "slub_debug=FZPU kfence.sample_interval=10 panic_on_warn=1 panic=-1"
+BAD_KERNEL_LOG = re.compile(
+    r"WARNING:|\bBUG[: ]|KFENCE|Oops|general protection fault|UBSAN|KASAN|"
+    r"Call Trace|list_(add|del) corruption|refcount_t:|kmemleak|Kernel panic|"
+    r"unreferenced object|INFO: task .* blocked"
+)
+KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\]")
+BEGIN_MARK = "mgcap-vm: guest command begins"
+
+
+def vng_path() -> str:
+    exe = shutil.which("vng") or str(Path(sys.executable).with_name("vng"))
+    if not Path(exe).exists():
+        raise SystemExit("vng not found: run .ci/setup (pip install virtme-ng)")
+    return exe
+
+
+def guest_command(kernel: str, out: Path, command: str) -> str:
+    env = {
+        "MGCAP_VM": "1",
+        "MGCAP_ROOT": str(ROOT),
+        "MGCAP_BUILD": str(BUILD / kernel),
+        "MGCAP_OUT": str(out),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
+    }
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    guest = ROOT / "tests" / "harness" / "guest.sh"
+    return f"cd {shlex.quote(str(ROOT))} && env {exports} sh {guest} {shlex.quote(command)}"
+
+
+def scan_kernel_log(text: str) -> list[str]:
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if BEGIN_MARK in line:
+            lines = lines[i:]
+            break
+    return [line for line in lines if BAD_KERNEL_LOG.search(line)]
+
+
+def run_kernel(kernel: str, command: str, timeout: int, extra_qemu: str | None) -> bool:
+    out = BUILD / kernel / "vm"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    print(f"== {kernel}: building modules", flush=True)
+    build_module(ROOT / "kernel", kernel)
+    for extra in sorted((ROOT / "tests" / "kmod").glob("*/Kbuild")):
+        build_module(extra.parent, kernel)
+
+    cmd = [
+        vng_path(),
+        "--run", f"/boot/vmlinuz-{kernel}",
+        "--disable-kvm", "--cpus", "2", "--memory", "2G",
+        "--append", APPEND,
+        "--rwdir", str(ROOT),
+        "--verbose",
+        "--exec", guest_command(kernel, out, command),
+    ]  # fmt: skip
+    if extra_qemu:
+        cmd += ["--qemu-opts", extra_qemu]
+    print(f"== {kernel}: booting (TCG, 2 vCPUs)", flush=True)
+    start = time.monotonic()
+    console = (out / "console.log").open("w")
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    )
+    assert proc.stdout is not None
+    timed_out = False
+    try:
+        for line in proc.stdout:
+            console.write(line)
+            if not KERNEL_LINE.match(line):
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            if time.monotonic() - start > timeout:
+                timed_out = True
+                proc.kill()
+                break
+        proc.wait(timeout=60)
+    finally:
+        console.close()
+    elapsed = time.monotonic() - start
+
+    ok = True
+    rc_file = out / "rc"
+    if timed_out:
+        print(f"== {kernel}: FAILED: timed out after {timeout} s")
+        ok = False
+    elif not rc_file.exists():
+        print(f"== {kernel}: FAILED: the guest died before the command finished")
+        ok = False
+    elif rc_file.read_text().strip() != "0":
+        print(f"== {kernel}: FAILED: guest command exit status {rc_file.read_text().strip()}")
+        ok = False
+    log = (out / "console.log").read_text(errors="replace")
+    dmesg = out / "dmesg.txt"
+    if dmesg.exists():
+        log += "\n" + dmesg.read_text(errors="replace")
+    bad = scan_kernel_log(log)
+    if bad:
+        print(f"== {kernel}: FAILED: the guest kernel reported problems:")
+        for line in dict.fromkeys(bad):
+            print("   ", line)
+        ok = False
+    if not ok:
+        tail = [ln for ln in log.splitlines() if KERNEL_LINE.match(ln)][-80:]
+        print(f"== {kernel}: last kernel messages:\n" + "\n".join(tail))
+    print(f"== {kernel}: {'ok' if ok else 'FAILED'} in {elapsed:.0f} s (logs in {out})", flush=True)
+    return ok
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--kernel", action="append", default=[], help="all, 6.1, 6.12 or a version")
+    ap.add_argument("--exec", dest="command", help="shell command to run instead of the VM tests")
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds per kernel")
+    ap.add_argument("--qemu-opts", help="extra qemu options (e.g. emulated NICs)")
+    ap.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("vmrun: needs root (qemu, module builds)")
+    pytest_args = [a for a in args.pytest_args if a != "--"]
+    command = args.command or "pytest " + " ".join(shlex.quote(a) for a in pytest_args)
+    results = {}
+    for kernel in kernels.resolve(args.kernel or ["all"]):
+        results[kernel] = run_kernel(kernel, command, args.timeout, args.qemu_opts)
+    print("== summary: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in results.items()))
+    sys.exit(0 if all(results.values()) else 1)
+
+
+if __name__ == "__main__":
+    main()

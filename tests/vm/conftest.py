@@ -1,0 +1,263 @@
+"""Fixtures of the VM tests: the module, namespaces and veth pairs, pktgen, real readers.
+
+These tests need the real mgcap.ko and run only inside the test VM
+(tests/harness/vmrun.py sets MGCAP_VM=1); on the host they are skipped.
+"""
+
+import gc
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mgctl import pcapng
+from mgctl.chardev import CaptureDevice, device_path
+from mgctl.record import Record, iter_records
+
+IN_VM = os.environ.get("MGCAP_VM") == "1"
+ROOT = Path(os.environ.get("MGCAP_ROOT", Path(__file__).resolve().parents[2]))
+BUILD = Path(os.environ.get("MGCAP_BUILD", ROOT / "build"))
+KO = BUILD / "kernel" / "mgcap.ko"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip = pytest.mark.skip(reason="needs the test VM (python -m tests.harness.vmrun)")
+    for item in items:
+        if "tests/vm/" in str(item.fspath):
+            item.add_marker(pytest.mark.vm)
+            if not IN_VM:
+                item.add_marker(skip)
+
+
+def sh(cmd: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        cmd, shell=True, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd!r} failed ({proc.returncode}): {proc.stderr or proc.stdout}")
+    return proc
+
+
+def sysctl(name: str, value: str) -> None:
+    Path("/proc/sys/" + name.replace(".", "/")).write_text(value)
+
+
+class Module:
+    """Load and unload mgcap.ko; the test ends with the module unloaded."""
+
+    def __init__(self) -> None:
+        self.loaded = False
+
+    def load(self, **params: object) -> None:
+        args = " ".join(f"{k}={v}" for k, v in params.items())
+        sh(f"insmod {KO} {args}")
+        self.loaded = True
+
+    def try_load(self, **params: object) -> subprocess.CompletedProcess[str]:
+        args = " ".join(f"{k}={v}" for k, v in params.items())
+        proc = sh(f"insmod {KO} {args}", check=False)
+        self.loaded = proc.returncode == 0
+        return proc
+
+    def unload(self) -> None:
+        sh("rmmod mgcap")
+        self.loaded = False
+
+    def stat(self, ifname: str, name: str) -> int:
+        return int(Path(f"/sys/class/mgcap/{ifname}/statistics/{name}").read_text())
+
+    def stats(self, ifname: str) -> dict[str, int]:
+        d = Path(f"/sys/class/mgcap/{ifname}/statistics")
+        return {p.name: int(p.read_text()) for p in d.iterdir()}
+
+
+@pytest.fixture
+def mgcap() -> Iterator[Module]:
+    assert KO.exists(), f"{KO} not built"
+    if Path("/sys/module/mgcap").exists():
+        sh("rmmod mgcap")
+    m = Module()
+    yield m
+    if Path("/sys/module/mgcap").exists() and sh("rmmod mgcap", check=False).returncode != 0:
+        # a failed test may have left its files open: close them so the next test
+        # starts clean, and fail this one
+        close_leaked_files()
+        sh("rmmod mgcap")
+        raise AssertionError("the test left /dev/mgcap files open")
+    assert not Path("/dev/mgcap").exists() or not any(Path("/dev/mgcap").iterdir())
+
+
+def close_leaked_files() -> None:
+    gc.collect()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/dev/mgcap/"):
+            os.close(int(fd))
+
+
+@dataclass
+class VethPair:
+    """ns side: `peer` in netns `ns` (addr 10.77.0.1); init side: `dev` (10.77.0.2)."""
+
+    ns: str
+    peer: str
+    dev: str
+    ns_addr: str = "10.77.0.1"
+    addr: str = "10.77.0.2"
+
+    def ns_run(self, cmd: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        return sh(f"ip netns exec {self.ns} {cmd}", **kw)  # type: ignore[arg-type]
+
+    def mac(self, ifname: str, ns: bool = False) -> str:
+        pre = f"ip netns exec {self.ns} " if ns else ""
+        path = f"/sys/class/net/{ifname}/address"
+        return sh(f"{pre}cat {path}").stdout.strip()
+
+
+@pytest.fixture
+def veth() -> Iterator[VethPair]:
+    """A veth pair from netns mgA to the initial netns, IPv6 off, static neighbours: no
+    packet but the test's own crosses it."""
+    p = VethPair(ns="mgA", peer="vpeer", dev="vcap")
+    sh(f"ip netns del {p.ns}", check=False)
+    sh(f"ip link del {p.dev}", check=False)
+    sh(f"ip netns add {p.ns}")
+    sh(f"ip link add {p.dev} type veth peer name {p.peer} netns {p.ns}")
+    sysctl(f"net.ipv6.conf.{p.dev}.disable_ipv6", "1")
+    p.ns_run(f"sysctl -qw net.ipv6.conf.{p.peer}.disable_ipv6=1")
+    p.ns_run("ip link set lo up")
+    sh(f"ip addr add {p.addr}/24 dev {p.dev}")
+    p.ns_run(f"ip addr add {p.ns_addr}/24 dev {p.peer}")
+    sh(f"ip link set {p.dev} up")
+    p.ns_run(f"ip link set {p.peer} up")
+    mac_dev, mac_peer = p.mac(p.dev), p.mac(p.peer, ns=True)
+    sh(f"ip neigh replace {p.ns_addr} lladdr {mac_peer} dev {p.dev} nud permanent")
+    p.ns_run(f"ip neigh replace {p.addr} lladdr {mac_dev} dev {p.peer} nud permanent")
+    sysctl("net.core.netdev_max_backlog", "100000")
+    sysctl("net.core.rmem_max", str(64 << 20))
+    yield p
+    sh(f"ip link del {p.dev}", check=False)
+    sh(f"ip netns del {p.ns}", check=False)
+
+
+def traffic(cmd: str, ns: str | None = None, cpu: int | None = None) -> None:
+    pre = f"ip netns exec {ns} " if ns else ""
+    pin = f"taskset -c {cpu} " if cpu is not None else ""
+    sh(f"{pre}{pin}{sys.executable} -m tests.vm.traffic {cmd}", timeout=600)
+
+
+def pg_write(node: str, command: str) -> None:
+    # pktgen strips the last byte of a command as its newline
+    Path(f"/proc/net/pktgen/{node}").write_text(command + "\n")
+
+
+def pktgen_reset() -> None:
+    """Remove every device from pktgen's threads, and wait until they are gone: the
+    threads act on rem_device_all later, and would remove a device added meanwhile."""
+    for t in range(os.cpu_count() or 1):
+        pg_write(f"kpktgend_{t}", "rem_device_all")
+    assert eventually(
+        lambda: (
+            set(os.listdir("/proc/net/pktgen"))
+            <= {"pgctrl"} | {f"kpktgend_{t}" for t in range(os.cpu_count() or 1)}
+        )
+    ), os.listdir("/proc/net/pktgen")
+
+
+@dataclass
+class Pktgen:
+    dev: str
+
+    def run(self, count: int, pkt_size: int = 128, threads: int = 1) -> int:
+        """Inject count frames per thread into dev's receive path; returns frames sent."""
+        sh("modprobe pktgen")
+        mac = Path(f"/sys/class/net/{self.dev}/address").read_text().strip()
+        names = []
+        pktgen_reset()
+        for t in range(threads):
+            name = f"{self.dev}@{t}" if threads > 1 else self.dev
+            names.append(name)
+            pg_write(f"kpktgend_{t}", f"add_device {name}")
+            for c in (
+                f"count {count}",
+                "clone_skb 0",
+                "burst 1",
+                "delay 0",
+                f"pkt_size {pkt_size}",
+                "xmit_mode netif_receive",
+                "dst 198.51.100.1",
+                f"dst_mac {mac}",
+            ):
+                pg_write(name, c)
+        pg_write("pgctrl", "start")
+        sent = 0
+        for name in names:
+            text = Path(f"/proc/net/pktgen/{name}").read_text()
+            m = re.search(r"pkts-sofar:\s*(\d+)", text)
+            assert m, text
+            sent += int(m.group(1))
+        pktgen_reset()
+        return sent
+
+
+@pytest.fixture
+def dummy() -> Iterator[str]:
+    """A dummy device, up, IPv6 off, for pktgen floods."""
+    name = "mgd0"
+    sh(f"ip link del {name}", check=False)
+    sh(f"ip link add {name} type dummy")
+    sysctl(f"net.ipv6.conf.{name}.disable_ipv6", "1")
+    sh(f"ip link set {name} up")
+    yield name
+    sh(f"ip link del {name}", check=False)
+
+
+def read_raw(ifname: str, idle: float = 0.5) -> bytes:
+    with CaptureDevice(device_path(ifname), nonblock=True) as dev:
+        return dev.read_all(idle)
+
+
+def read_records(ifname: str, idle: float = 0.5) -> list[Record]:
+    return list(iter_records(read_raw(ifname, idle)))
+
+
+def write_pcapng(path: Path, ifname: str, data: bytes, snaplen: int = 96) -> Path:
+    pcapng.write_file(str(path), [pcapng.Interface(ifname, snaplen=snaplen)], data)
+    return path
+
+
+def tshark_fields(path: Path, *fields: str, display_filter: str | None = None) -> list[list[str]]:
+    cmd = ["tshark", "-n", "-r", str(path), "-T", "fields"]
+    for f in fields:
+        cmd += ["-e", f]
+    if display_filter:
+        cmd += ["-Y", display_filter]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return [line.split("\t") for line in proc.stdout.splitlines()]
+
+
+def capinfos_count(path: Path) -> int:
+    out = subprocess.run(
+        ["capinfos", "-M", "-c", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    m = re.search(r"Number of packets:\s*(\d+)", out)
+    assert m, out
+    return int(m.group(1))
+
+
+def eventually(pred: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return False
