@@ -123,6 +123,12 @@ int mgcap_capture_start(struct net_device *dev, u32 mode, u32 snaplen,
 	strscpy(cap->ifname, dev->name, sizeof(cap->ifname));
 	cap->net = dev_net(dev);
 	cap->netns_inum = cap->net->ns.inum;
+	if (net_eq(cap->net, &init_net))
+		snprintf(cap->chardev_name, sizeof(cap->chardev_name),
+			 "mgcap/%s", cap->ifname);
+	else
+		snprintf(cap->chardev_name, sizeof(cap->chardev_name),
+			 "mgcap/netns-%u/%s", cap->netns_inum, cap->ifname);
 	init_waitqueue_head(&cap->wq_any);
 	cap->minor = -1;
 
@@ -158,6 +164,7 @@ int mgcap_capture_start(struct net_device *dev, u32 mode, u32 snaplen,
 	netdev_info(dev, "mgcap: capturing, mode %s, snaplen %u, ring %u bytes x %u CPUs\n",
 		    mode == MGCAP_MODE_DROP ? "drop" : "mirror", snaplen,
 		    ring_size, num_possible_cpus());
+	mgcap_nl_notify(cap, MGCAP_CMD_DEV_START_NTF);
 	return 0;
 
 err_chardev:
@@ -165,6 +172,42 @@ err_chardev:
 err_put:
 	mgcap_capture_put(cap);
 	return err;
+}
+
+/*
+ * Change mode and/or snaplen (0: leave as is) while capturing.  The hook
+ * reads each once per frame, so every frame is handled entirely in the old
+ * or entirely in the new setting: none is lost or captured twice.
+ */
+int mgcap_capture_set(struct mgcap_capture *cap, u32 mode, u32 snaplen,
+		      struct netlink_ext_ack *extack)
+{
+	bool changed = false;
+	int err;
+
+	ASSERT_RTNL();
+	if (mode && mode != MGCAP_MODE_DROP && mode != MGCAP_MODE_MIRROR) {
+		NL_SET_ERR_MSG_MOD(extack, "mode must be mirror or drop");
+		return -EINVAL;
+	}
+	if (snaplen) {
+		if (snaplen > MGCAP_SNAPLEN_MAX) {
+			NL_SET_ERR_MSG_MOD(extack, "snaplen out of range (1 to 65535)");
+			return -ERANGE;
+		}
+		err = mgcap_validate_ring_size(cap->ring_size, snaplen, extack);
+		if (err)
+			return err;
+		changed |= snaplen != cap->snaplen;
+		WRITE_ONCE(cap->snaplen, snaplen);
+	}
+	if (mode) {
+		changed |= mode != cap->mode;
+		WRITE_ONCE(cap->mode, mode);
+	}
+	if (changed)
+		mgcap_nl_notify(cap, MGCAP_CMD_DEV_CHANGE_NTF);
+	return 0;
 }
 
 void mgcap_capture_stop(struct mgcap_capture *cap)
@@ -191,6 +234,7 @@ void mgcap_capture_stop(struct mgcap_capture *cap)
 	list_del(&cap->list);
 	mgcap_chardev_del(cap);
 	netdev_info(dev, "mgcap: capture stopped\n");
+	mgcap_nl_notify(cap, MGCAP_CMD_DEV_STOP_NTF);
 	cap->dev = NULL;
 	netdev_put(dev, &cap->dev_tracker);
 	mgcap_capture_put(cap);

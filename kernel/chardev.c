@@ -38,12 +38,7 @@ static char *mgcap_devnode(MGCAP_DEVNODE_CONST struct device *dev,
 {
 	const struct mgcap_capture *cap = dev_get_drvdata(dev);
 
-	if (!cap)
-		return NULL;
-	if (net_eq(cap->net, &init_net))
-		return kasprintf(GFP_KERNEL, "mgcap/%s", cap->ifname);
-	return kasprintf(GFP_KERNEL, "mgcap/netns-%u/%s", cap->netns_inum,
-			 cap->ifname);
+	return cap ? kstrdup(cap->chardev_name, GFP_KERNEL) : NULL;
 }
 
 static struct class mgcap_class = {

@@ -28,7 +28,7 @@ module_param(ring_size, uint, 0444);
 MODULE_PARM_DESC(ring_size,
 		 "Default ring size per CPU in bytes, a power of two from 64 KiB to 1 GiB (default 4 MiB)");
 
-static u32 mgcap_default_mode;
+struct mgcap_params mgcap_default_params;
 
 static int mgcap_parse_mode(const char *s, u32 *out)
 {
@@ -41,11 +41,13 @@ static int mgcap_parse_mode(const char *s, u32 *out)
 	return 0;
 }
 
-static void mgcap_stop_all(void)
+static void mgcap_stop_all(bool closing)
 {
 	struct mgcap_capture *cap, *tmp;
 
 	rtnl_lock();
+	if (closing)
+		mgcap_nl_close();
 	list_for_each_entry_safe(cap, tmp, &mgcap_captures, list)
 		mgcap_capture_stop(cap);
 	rtnl_unlock();
@@ -95,8 +97,8 @@ static int mgcap_start_param_devices(void)
 			err = -ENODEV;
 			break;
 		}
-		err = mgcap_capture_start(dev, mgcap_default_mode, snaplen,
-					  ring_size, &extack);
+		err = mgcap_capture_start(dev, mgcap_default_params.mode,
+					  snaplen, ring_size, &extack);
 		if (err) {
 			pr_err("mgcap: %s: %s (%d)\n", name,
 			       extack._msg ? extack._msg : "cannot start", err);
@@ -106,7 +108,7 @@ static int mgcap_start_param_devices(void)
 	rtnl_unlock();
 	kfree(list);
 	if (err)
-		mgcap_stop_all();
+		mgcap_stop_all(false);
 	return err;
 }
 
@@ -115,7 +117,7 @@ static int __init mgcap_init(void)
 	struct netlink_ext_ack extack = {};
 	int err;
 
-	if (mgcap_parse_mode(mode, &mgcap_default_mode)) {
+	if (mgcap_parse_mode(mode, &mgcap_default_params.mode)) {
 		pr_err("mgcap: mode=%s: must be mirror or drop\n", mode);
 		return -EINVAL;
 	}
@@ -129,17 +131,25 @@ static int __init mgcap_init(void)
 		return err;
 	}
 
+	mgcap_default_params.snaplen = snaplen;
+	mgcap_default_params.ring_size = ring_size;
+
 	err = mgcap_chardev_init();
 	if (err)
 		return err;
 	err = register_netdevice_notifier(&mgcap_netdev_notifier);
 	if (err)
 		goto err_chardev;
-	err = mgcap_start_param_devices();
+	err = mgcap_nl_init();
 	if (err)
 		goto err_notifier;
+	err = mgcap_start_param_devices();
+	if (err)
+		goto err_nl;
 	return 0;
 
+err_nl:
+	mgcap_nl_exit();
 err_notifier:
 	unregister_netdevice_notifier(&mgcap_netdev_notifier);
 err_chardev:
@@ -149,7 +159,8 @@ err_chardev:
 
 static void __exit mgcap_exit(void)
 {
-	mgcap_stop_all();
+	mgcap_stop_all(true);
+	mgcap_nl_exit();
 	unregister_netdevice_notifier(&mgcap_netdev_notifier);
 	mgcap_chardev_exit();
 }

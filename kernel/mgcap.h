@@ -18,6 +18,22 @@
 
 struct mgcap_capture;
 
+/* "mgcap/netns-4026531840/" + IFNAMSIZ */
+#define MGCAP_CHARDEV_NAME_MAX	48
+
+enum mgcap_nl_groups {
+	MGCAP_NLGRP_MONITOR,
+};
+
+/* what a capture starts with when the request does not say */
+struct mgcap_params {
+	u32 mode;
+	u32 snaplen;
+	u32 ring_size;
+};
+
+extern struct mgcap_params mgcap_default_params;
+
 /*
  * One ring per CPU and device.  The producer is the receive softirq of that
  * CPU, the consumer is one reader at a time (serialised by consumer_lock, or
@@ -68,7 +84,10 @@ struct mgcap_capture {
 	int ifindex;
 	u32 link_type;
 	char ifname[IFNAMSIZ];
-	struct net *net;		/* not counted; for naming only */
+	char chardev_name[MGCAP_CHARDEV_NAME_MAX];	/* under /dev */
+	struct net *net;		/* not counted: captures stop before
+					 * their netns goes away
+					 */
 	unsigned int netns_inum;
 
 	/* character device */
@@ -95,6 +114,8 @@ int mgcap_validate_ring_size(u32 ring_size, u32 snaplen,
 			     struct netlink_ext_ack *extack);
 int mgcap_capture_start(struct net_device *dev, u32 mode, u32 snaplen,
 			u32 ring_size, struct netlink_ext_ack *extack);
+int mgcap_capture_set(struct mgcap_capture *cap, u32 mode, u32 snaplen,
+		      struct netlink_ext_ack *extack);
 void mgcap_capture_stop(struct mgcap_capture *cap);
 struct mgcap_capture *mgcap_capture_of(const struct net_device *dev);
 void mgcap_capture_put(struct mgcap_capture *cap);
@@ -106,6 +127,12 @@ int mgcap_chardev_init(void);
 void mgcap_chardev_exit(void);
 int mgcap_chardev_add(struct mgcap_capture *cap);
 void mgcap_chardev_del(struct mgcap_capture *cap);
+
+/* netlink.c */
+int mgcap_nl_init(void);
+void mgcap_nl_close(void);
+void mgcap_nl_exit(void);
+void mgcap_nl_notify(struct mgcap_capture *cap, u8 cmd);
 
 /* sysfs.c */
 extern const struct attribute_group *mgcap_dev_groups[];

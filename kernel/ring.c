@@ -80,7 +80,7 @@ struct mgcap_ring *mgcap_ring_create(struct mgcap_capture *cap,
 	if (!ring->pages)
 		goto err;
 	for (i = 0; i < nr_pages; i++) {
-		ring->pages[i] = alloc_pages_node(node, GFP_KERNEL | __GFP_ZERO |
+		ring->pages[i] = alloc_pages_node(node, GFP_KERNEL_ACCOUNT | __GFP_ZERO |
 						  __GFP_NOWARN, 0);
 		if (!ring->pages[i])
 			goto err;

@@ -71,11 +71,14 @@
  * semantics.  Positions are byte counts since the ring was created; they only
  * grow.
  */
-#ifndef _UAPI_LINUX_MGCAP_H
-#define _UAPI_LINUX_MGCAP_H
+#ifndef _UAPI_LINUX_MGCAP_DATAPATH_H
+#define _UAPI_LINUX_MGCAP_DATAPATH_H
 
 #include <linux/types.h>
 #include <linux/ioctl.h>
+
+/* enum mgcap_mode (MGCAP_MODE_DROP, MGCAP_MODE_MIRROR) and the netlink family */
+#include "mgcap_netlink.h"
 
 #define MGCAP_EPB_TYPE		6
 #define MGCAP_EPB_HDR_LEN	28	/* block_type .. origlen */
@@ -93,9 +96,6 @@
 #define MGCAP_RING_SIZE_DEFAULT	(4U << 20)
 #define MGCAP_RING_SIZE_MIN	(64U << 10)
 #define MGCAP_RING_SIZE_MAX	(1024U << 20)
-
-#define MGCAP_MODE_DROP		1
-#define MGCAP_MODE_MIRROR	2
 
 /* the record as laid out in the ring; frame[] is padded to 4 bytes and
  * followed by block_len_trailer
@@ -166,4 +166,4 @@ struct mgcap_stats {
 /* set the interface_id written into records from now on */
 #define MGCAP_IOC_SET_IFID	_IOW(MGCAP_IOC_MAGIC, 4, __u32)
 
-#endif /* _UAPI_LINUX_MGCAP_H */
+#endif /* _UAPI_LINUX_MGCAP_DATAPATH_H */

@@ -7,10 +7,9 @@ ip link set lo up
 echo "mgcap-vm: guest command begins" > /dev/kmsg
 case "$cmd" in
 pytest*)
-	args=${cmd#pytest}
-	# shellcheck disable=SC2086
-	python -m pytest -p no:cacheprovider -m vm tests/vm -v -rs \
-		--junitxml="$MGCAP_OUT/junit.xml" $args
+	# the arguments were quoted for a shell by vmrun.py
+	eval "python -m pytest -p no:cacheprovider -m vm tests/vm -v -rs \
+		--junitxml=\"\$MGCAP_OUT/junit.xml\" ${cmd#pytest}"
 	rc=$?
 	;;
 *)

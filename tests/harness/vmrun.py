@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.harness import kernels
+from tests.harness import kernel_tools, kernels
 from tests.harness.build import BUILD, ROOT, build_module
 
 APPEND = "slub_debug=FZPU kfence.sample_interval=10 panic_on_warn=1 panic=-1"
@@ -39,9 +39,10 @@ def vng_path() -> str:
     return exe
 
 
-def guest_command(kernel: str, out: Path, command: str) -> str:
+def guest_command(kernel: str, out: Path, command: str, first: bool) -> str:
     env = {
         "MGCAP_VM": "1",
+        "MGCAP_FIRST_KERNEL": "1" if first else "0",
         "MGCAP_ROOT": str(ROOT),
         "MGCAP_BUILD": str(BUILD / kernel),
         "MGCAP_OUT": str(out),
@@ -62,7 +63,9 @@ def scan_kernel_log(text: str) -> list[str]:
     return [line for line in lines if BAD_KERNEL_LOG.search(line)]
 
 
-def run_kernel(kernel: str, command: str, timeout: int, extra_qemu: str | None) -> bool:
+def run_kernel(
+    kernel: str, command: str, timeout: int, extra_qemu: str | None, first: bool = True
+) -> bool:
     out = BUILD / kernel / "vm"
     if out.exists():
         shutil.rmtree(out)
@@ -71,6 +74,10 @@ def run_kernel(kernel: str, command: str, timeout: int, extra_qemu: str | None) 
     build_module(ROOT / "kernel", kernel)
     for extra in sorted((ROOT / "tests" / "kmod").glob("*/Kbuild")):
         build_module(extra.parent, kernel)
+    try:
+        kernel_tools.tree()  # the guest drives the family with the kernel's YNL cli
+    except FileNotFoundError as e:
+        print(f"== {kernel}: {e}: the YNL test will be skipped", flush=True)
 
     cmd = [
         vng_path(),
@@ -79,7 +86,7 @@ def run_kernel(kernel: str, command: str, timeout: int, extra_qemu: str | None) 
         "--append", APPEND,
         "--rwdir", str(ROOT),
         "--verbose",
-        "--exec", guest_command(kernel, out, command),
+        "--exec", guest_command(kernel, out, command, first),
     ]  # fmt: skip
     if extra_qemu:
         cmd += ["--qemu-opts", extra_qemu]
@@ -147,8 +154,8 @@ def main() -> None:
     pytest_args = [a for a in args.pytest_args if a != "--"]
     command = args.command or "pytest " + " ".join(shlex.quote(a) for a in pytest_args)
     results = {}
-    for kernel in kernels.resolve(args.kernel or ["all"]):
-        results[kernel] = run_kernel(kernel, command, args.timeout, args.qemu_opts)
+    for i, kernel in enumerate(kernels.resolve(args.kernel or ["all"])):
+        results[kernel] = run_kernel(kernel, command, args.timeout, args.qemu_opts, first=i == 0)
     print("== summary: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in results.items()))
     sys.exit(0 if all(results.values()) else 1)
 

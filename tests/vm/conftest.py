@@ -4,15 +4,21 @@ These tests need the real mgcap.ko and run only inside the test VM
 (tests/harness/vmrun.py sets MGCAP_VM=1); on the host they are skipped.
 """
 
+import contextlib
+import ctypes
 import gc
+import io
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -261,3 +267,69 @@ def eventually(pred: Callable[[], bool], timeout: float = 10.0, step: float = 0.
             return True
         time.sleep(step)
     return False
+
+
+def mgctl(args: str, ns: str | None = None, pre: str = "") -> subprocess.CompletedProcess[str]:
+    """Run the mgctl command line (optionally in netns `ns`, after a wrapper `pre`)."""
+    netns = f"ip netns exec {ns} " if ns else ""
+    exe = Path(sys.executable).with_name("mgctl")
+    return sh(f"{netns}{pre}{exe} {args}", check=False)
+
+
+def mgctl_json(args: str, ns: str | None = None) -> Any:
+    proc = run_mgctl(f"-j {args}", ns=ns)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextlib.contextmanager
+def in_netns(ns: str | None) -> Iterator[None]:
+    """Run the body (this thread) in network namespace `ns` (/run/netns/NS)."""
+    if ns is None:
+        yield
+        return
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        setns(target)
+        yield
+    finally:
+        setns(home)
+        os.close(home)
+        os.close(target)
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_mgctl(args: str, ns: str | None = None) -> CliResult:
+    """mgctl's main() in this process (same code as the console script, without the
+    seconds a Python start-up costs under TCG)."""
+    from mgctl import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    argv = sys.argv
+    sys.argv = ["mgctl", *shlex.split(args)]
+    try:
+        with in_netns(ns), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            cli.main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = argv
+    return CliResult(code, out.getvalue(), err.getvalue())

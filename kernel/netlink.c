@@ -1,0 +1,474 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mgcap: the generic netlink family "mgcap" (netlink-spec/mgcap.yaml).
+ *
+ * Every handler runs under RTNL, which also guards the capture list.  The
+ * policies below are checked against the spec by the VM tests (policy dump);
+ * the command and attribute numbers come from the header generated from it.
+ */
+#include <linux/rtnetlink.h>
+#include <net/genetlink.h>
+#include <net/sock.h>
+
+#include "mgcap.h"
+
+static struct genl_family mgcap_nl_family;
+
+/* set by module unload: no capture may start any more */
+static bool mgcap_nl_closing;
+
+/* not const: older kernels' NLA_POLICY_FULL_RANGE() take a plain pointer */
+static struct netlink_range_validation mgcap_snaplen_range = {
+	.min = MGCAP_SNAPLEN_MIN,
+	.max = MGCAP_SNAPLEN_MAX,
+};
+
+static struct netlink_range_validation mgcap_ring_size_range = {
+	.min = MGCAP_RING_SIZE_MIN,
+	.max = MGCAP_RING_SIZE_MAX,
+};
+
+#define MGCAP_POLICY_DEV_SELECT						\
+	[MGCAP_A_DEV_IFINDEX] = NLA_POLICY_MIN(NLA_U32, 1),		\
+	[MGCAP_A_DEV_IFNAME] = { .type = NLA_NUL_STRING, .len = IFNAMSIZ - 1 }
+
+static const struct nla_policy mgcap_dev_select_policy[MGCAP_A_DEV_IFNAME + 1] = {
+	MGCAP_POLICY_DEV_SELECT,
+};
+
+static const struct nla_policy mgcap_dev_start_policy[MGCAP_A_DEV_RING_SIZE + 1] = {
+	MGCAP_POLICY_DEV_SELECT,
+	[MGCAP_A_DEV_MODE] = NLA_POLICY_RANGE(NLA_U32, MGCAP_MODE_DROP,
+					      MGCAP_MODE_MIRROR),
+	[MGCAP_A_DEV_SNAPLEN] = NLA_POLICY_FULL_RANGE(NLA_U32,
+						      &mgcap_snaplen_range),
+	[MGCAP_A_DEV_RING_SIZE] = NLA_POLICY_FULL_RANGE(NLA_U32,
+							&mgcap_ring_size_range),
+};
+
+static const struct nla_policy mgcap_dev_set_policy[MGCAP_A_DEV_SNAPLEN + 1] = {
+	MGCAP_POLICY_DEV_SELECT,
+	[MGCAP_A_DEV_MODE] = NLA_POLICY_RANGE(NLA_U32, MGCAP_MODE_DROP,
+					      MGCAP_MODE_MIRROR),
+	[MGCAP_A_DEV_SNAPLEN] = NLA_POLICY_FULL_RANGE(NLA_U32,
+						      &mgcap_snaplen_range),
+};
+
+static const struct nla_policy mgcap_hwtstamp_set_policy[MGCAP_A_DEV_HWTSTAMP_TX + 1] = {
+	MGCAP_POLICY_DEV_SELECT,
+	[MGCAP_A_DEV_HWTSTAMP_RX] = NLA_POLICY_MAX(NLA_U32,
+						   MGCAP_HWTSTAMP_RX_NTP_ALL),
+	[MGCAP_A_DEV_HWTSTAMP_TX] = NLA_POLICY_MAX(NLA_U32,
+						   MGCAP_HWTSTAMP_TX_ONESTEP_P2P),
+};
+
+/* the device named by ifindex or ifname, in the caller's netns, under RTNL */
+static struct net_device *mgcap_nl_dev(struct genl_info *info)
+{
+	struct nlattr *ifindex = info->attrs[MGCAP_A_DEV_IFINDEX];
+	struct nlattr *ifname = info->attrs[MGCAP_A_DEV_IFNAME];
+	struct net *net = genl_info_net(info);
+	struct net_device *dev;
+
+	if (ifindex) {
+		dev = __dev_get_by_index(net, nla_get_u32(ifindex));
+		if (!dev) {
+			NL_SET_ERR_MSG_ATTR(info->extack, ifindex, "no such device");
+			return ERR_PTR(-ENODEV);
+		}
+		if (ifname && nla_strcmp(ifname, dev->name)) {
+			NL_SET_ERR_MSG_ATTR(info->extack, ifname,
+					    "ifindex and ifname name different devices");
+			return ERR_PTR(-EINVAL);
+		}
+		return dev;
+	}
+	if (ifname) {
+		dev = __dev_get_by_name(net, nla_data(ifname));
+		if (!dev) {
+			NL_SET_ERR_MSG_ATTR(info->extack, ifname, "no such device");
+			return ERR_PTR(-ENODEV);
+		}
+		return dev;
+	}
+	NL_SET_ERR_MSG(info->extack, "a device is required (ifindex or ifname)");
+	return ERR_PTR(-EINVAL);
+}
+
+static int mgcap_nl_put_stats(struct sk_buff *skb, int attr, int cpu,
+			      const struct mgcap_stats *s)
+{
+	struct nlattr *nest = nla_nest_start(skb, attr);
+
+	if (!nest)
+		return -EMSGSIZE;
+	if ((cpu >= 0 && nla_put_u32(skb, MGCAP_A_STATS_CPU, cpu)) ||
+	    nla_put_u64_64bit(skb, MGCAP_A_STATS_SEEN_PACKETS, s->seen_packets,
+			      MGCAP_A_STATS_PAD) ||
+	    nla_put_u64_64bit(skb, MGCAP_A_STATS_SEEN_BYTES, s->seen_bytes,
+			      MGCAP_A_STATS_PAD) ||
+	    nla_put_u64_64bit(skb, MGCAP_A_STATS_CAPTURED_PACKETS,
+			      s->captured_packets, MGCAP_A_STATS_PAD) ||
+	    nla_put_u64_64bit(skb, MGCAP_A_STATS_CAPTURED_BYTES,
+			      s->captured_bytes, MGCAP_A_STATS_PAD) ||
+	    nla_put_u64_64bit(skb, MGCAP_A_STATS_RING_FULL_DROPS,
+			      s->ring_full_drops, MGCAP_A_STATS_PAD) ||
+	    nla_put_u64_64bit(skb, MGCAP_A_STATS_CONSUMED_PACKETS,
+			      s->consumed_packets, MGCAP_A_STATS_PAD) ||
+	    nla_put_u64_64bit(skb, MGCAP_A_STATS_COPY_ERRORS, s->copy_errors,
+			      MGCAP_A_STATS_PAD)) {
+		nla_nest_cancel(skb, nest);
+		return -EMSGSIZE;
+	}
+	nla_nest_end(skb, nest);
+	return 0;
+}
+
+/* an upper bound of a dev message's size */
+static size_t mgcap_nl_dev_size(void)
+{
+	size_t stats = nla_total_size(0) + nla_total_size(sizeof(u32)) +
+		       7 * nla_total_size_64bit(sizeof(u64));
+
+	return NLMSG_ALIGN(GENL_HDRLEN) +
+	       5 * nla_total_size(sizeof(u32)) +	/* ifindex mode .. */
+	       2 * nla_total_size(sizeof(u32)) +	/* .. link-type nr-rings */
+	       nla_total_size(sizeof(u8)) +		/* capturing */
+	       nla_total_size(IFNAMSIZ) +		/* ifname */
+	       nla_total_size(MGCAP_CHARDEV_NAME_MAX) +	/* chardev */
+	       (1 + nr_cpu_ids) * stats;
+}
+
+/*
+ * One message for do, dump and notification: a device by ifindex and name,
+ * and its capture if it has one (cap may be stopped, for the stop event).
+ */
+static int mgcap_nl_fill_dev(struct sk_buff *skb, int ifindex,
+			     const char *ifname, struct mgcap_capture *cap,
+			     u32 portid, u32 seq, int flags, u8 cmd)
+{
+	struct mgcap_stats total, s;
+	unsigned int cpu;
+	void *hdr;
+
+	hdr = genlmsg_put(skb, portid, seq, &mgcap_nl_family, flags, cmd);
+	if (!hdr)
+		return -EMSGSIZE;
+	if (nla_put_u32(skb, MGCAP_A_DEV_IFINDEX, ifindex) ||
+	    nla_put_string(skb, MGCAP_A_DEV_IFNAME, ifname) ||
+	    nla_put_u8(skb, MGCAP_A_DEV_CAPTURING,
+		       cap && !READ_ONCE(cap->stopped)))
+		goto cancel;
+	if (!cap)
+		goto end;
+	if (nla_put_u32(skb, MGCAP_A_DEV_MODE, READ_ONCE(cap->mode)) ||
+	    nla_put_u32(skb, MGCAP_A_DEV_SNAPLEN, READ_ONCE(cap->snaplen)) ||
+	    nla_put_u32(skb, MGCAP_A_DEV_RING_SIZE, cap->ring_size) ||
+	    nla_put_u32(skb, MGCAP_A_DEV_NR_RINGS, cap->nr_rings) ||
+	    nla_put_u32(skb, MGCAP_A_DEV_LINK_TYPE, cap->link_type) ||
+	    nla_put_string(skb, MGCAP_A_DEV_CHARDEV, cap->chardev_name))
+		goto cancel;
+	mgcap_capture_stats(cap, &total);
+	if (mgcap_nl_put_stats(skb, MGCAP_A_DEV_STATS, -1, &total))
+		goto cancel;
+	for (cpu = 0; cpu < cap->nr_rings; cpu++) {
+		if (!cap->rings[cpu])
+			continue;
+		memset(&s, 0, sizeof(s));
+		mgcap_ring_stats_add(cap->rings[cpu], &s);
+		if (mgcap_nl_put_stats(skb, MGCAP_A_DEV_CPU_STATS, cpu, &s))
+			goto cancel;
+	}
+end:
+	genlmsg_end(skb, hdr);
+	return 0;
+cancel:
+	genlmsg_cancel(skb, hdr);
+	return -EMSGSIZE;
+}
+
+static int mgcap_nl_reply_dev(struct genl_info *info, struct net_device *dev,
+			      struct mgcap_capture *cap)
+{
+	struct sk_buff *msg;
+	int err;
+
+	msg = genlmsg_new(mgcap_nl_dev_size(), GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+	err = mgcap_nl_fill_dev(msg, dev->ifindex, dev->name, cap,
+				info->snd_portid, info->snd_seq, 0,
+				info->genlhdr->cmd);
+	if (err) {
+		nlmsg_free(msg);
+		return err;
+	}
+	return genlmsg_reply(msg, info);
+}
+
+/* tell the monitor group of a start, stop or change; under RTNL */
+void mgcap_nl_notify(struct mgcap_capture *cap, u8 cmd)
+{
+	struct sk_buff *msg;
+
+	if (!genl_has_listeners(&mgcap_nl_family, cap->net, MGCAP_NLGRP_MONITOR))
+		return;
+	msg = genlmsg_new(mgcap_nl_dev_size(), GFP_KERNEL);
+	if (!msg)
+		return;
+	if (mgcap_nl_fill_dev(msg, cap->ifindex, cap->ifname, cap, 0, 0, 0,
+			      cmd)) {
+		nlmsg_free(msg);
+		return;
+	}
+	genlmsg_multicast_netns(&mgcap_nl_family, cap->net, msg, 0,
+				MGCAP_NLGRP_MONITOR, GFP_KERNEL);
+}
+
+static int mgcap_nl_dev_get_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct net_device *dev;
+	int err;
+
+	rtnl_lock();
+	dev = mgcap_nl_dev(info);
+	err = IS_ERR(dev) ? PTR_ERR(dev) :
+	      mgcap_nl_reply_dev(info, dev, mgcap_capture_of(dev));
+	rtnl_unlock();
+	return err;
+}
+
+static int mgcap_nl_dev_get_start(struct netlink_callback *cb)
+{
+	/* one message per skb at least, whatever the number of CPUs */
+	cb->min_dump_alloc = max_t(u32, cb->min_dump_alloc,
+				   mgcap_nl_dev_size());
+	return 0;
+}
+
+static int mgcap_nl_dev_get_dumpit(struct sk_buff *skb,
+				   struct netlink_callback *cb)
+{
+	struct net *net = sock_net(skb->sk);
+	struct mgcap_capture *cap;
+	long idx = 0, start = cb->args[0];
+	int err = 0;
+
+	rtnl_lock();
+	list_for_each_entry(cap, &mgcap_captures, list) {
+		if (!net_eq(cap->net, net))
+			continue;
+		if (idx++ < start)
+			continue;
+		err = mgcap_nl_fill_dev(skb, cap->ifindex, cap->ifname, cap,
+					NETLINK_CB(cb->skb).portid,
+					cb->nlh->nlmsg_seq, NLM_F_MULTI,
+					MGCAP_CMD_DEV_GET);
+		if (err) {
+			idx--;
+			break;
+		}
+	}
+	rtnl_unlock();
+	cb->args[0] = idx;
+	if (err == -EMSGSIZE && skb->len)
+		return skb->len;
+	return err ?: skb->len;
+}
+
+static int mgcap_nl_dev_start_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct nlattr **tb = info->attrs;
+	struct mgcap_params p = mgcap_default_params;
+	struct net_device *dev;
+	int err;
+
+	if (tb[MGCAP_A_DEV_MODE])
+		p.mode = nla_get_u32(tb[MGCAP_A_DEV_MODE]);
+	if (tb[MGCAP_A_DEV_SNAPLEN])
+		p.snaplen = nla_get_u32(tb[MGCAP_A_DEV_SNAPLEN]);
+	if (tb[MGCAP_A_DEV_RING_SIZE])
+		p.ring_size = nla_get_u32(tb[MGCAP_A_DEV_RING_SIZE]);
+
+	rtnl_lock();
+	if (mgcap_nl_closing) {
+		NL_SET_ERR_MSG_MOD(info->extack, "module is unloading");
+		err = -ENODEV;
+		goto out;
+	}
+	dev = mgcap_nl_dev(info);
+	if (IS_ERR(dev)) {
+		err = PTR_ERR(dev);
+		goto out;
+	}
+	err = mgcap_capture_start(dev, p.mode, p.snaplen, p.ring_size,
+				  info->extack);
+	if (err == -ERANGE && !tb[MGCAP_A_DEV_RING_SIZE] &&
+	    tb[MGCAP_A_DEV_SNAPLEN])
+		NL_SET_BAD_ATTR(info->extack, tb[MGCAP_A_DEV_SNAPLEN]);
+	if (!err)
+		err = mgcap_nl_reply_dev(info, dev, mgcap_capture_of(dev));
+out:
+	rtnl_unlock();
+	return err;
+}
+
+static int mgcap_nl_dev_stop_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct mgcap_capture *cap;
+	struct net_device *dev;
+	int err = 0;
+
+	rtnl_lock();
+	dev = mgcap_nl_dev(info);
+	if (IS_ERR(dev)) {
+		err = PTR_ERR(dev);
+		goto out;
+	}
+	cap = mgcap_capture_of(dev);
+	if (!cap) {
+		NL_SET_ERR_MSG_MOD(info->extack, "device is not capturing");
+		err = -ENOENT;
+		goto out;
+	}
+	mgcap_capture_stop(cap);
+out:
+	rtnl_unlock();
+	return err;
+}
+
+static int mgcap_nl_dev_set_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct nlattr **tb = info->attrs;
+	struct mgcap_capture *cap;
+	struct net_device *dev;
+	int err;
+
+	if (!tb[MGCAP_A_DEV_MODE] && !tb[MGCAP_A_DEV_SNAPLEN]) {
+		NL_SET_ERR_MSG_MOD(info->extack, "nothing to set (mode or snaplen)");
+		return -EINVAL;
+	}
+	rtnl_lock();
+	dev = mgcap_nl_dev(info);
+	if (IS_ERR(dev)) {
+		err = PTR_ERR(dev);
+		goto out;
+	}
+	cap = mgcap_capture_of(dev);
+	if (!cap) {
+		NL_SET_ERR_MSG_MOD(info->extack, "device is not capturing");
+		err = -ENOENT;
+		goto out;
+	}
+	err = mgcap_capture_set(cap,
+				tb[MGCAP_A_DEV_MODE] ?
+				nla_get_u32(tb[MGCAP_A_DEV_MODE]) : 0,
+				tb[MGCAP_A_DEV_SNAPLEN] ?
+				nla_get_u32(tb[MGCAP_A_DEV_SNAPLEN]) : 0,
+				info->extack);
+	if (err && tb[MGCAP_A_DEV_SNAPLEN])
+		NL_SET_BAD_ATTR(info->extack, tb[MGCAP_A_DEV_SNAPLEN]);
+	if (!err)
+		err = mgcap_nl_reply_dev(info, dev, cap);
+out:
+	rtnl_unlock();
+	return err;
+}
+
+static int mgcap_nl_hwtstamp_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct net_device *dev;
+	int err;
+
+	rtnl_lock();
+	dev = mgcap_nl_dev(info);
+	if (IS_ERR(dev)) {
+		err = PTR_ERR(dev);
+	} else {
+		NL_SET_ERR_MSG_MOD(info->extack,
+				   "hardware timestamp configuration is not implemented yet");
+		err = -EOPNOTSUPP;
+	}
+	rtnl_unlock();
+	return err;
+}
+
+static const struct genl_ops mgcap_nl_ops[] = {
+	{
+		.cmd = MGCAP_CMD_DEV_START,
+		.doit = mgcap_nl_dev_start_doit,
+		.policy = mgcap_dev_start_policy,
+		.maxattr = ARRAY_SIZE(mgcap_dev_start_policy) - 1,
+		.flags = GENL_UNS_ADMIN_PERM,
+	},
+	{
+		.cmd = MGCAP_CMD_DEV_STOP,
+		.doit = mgcap_nl_dev_stop_doit,
+		.policy = mgcap_dev_select_policy,
+		.maxattr = ARRAY_SIZE(mgcap_dev_select_policy) - 1,
+		.flags = GENL_UNS_ADMIN_PERM,
+	},
+	{
+		.cmd = MGCAP_CMD_DEV_SET,
+		.doit = mgcap_nl_dev_set_doit,
+		.policy = mgcap_dev_set_policy,
+		.maxattr = ARRAY_SIZE(mgcap_dev_set_policy) - 1,
+		.flags = GENL_UNS_ADMIN_PERM,
+	},
+	{
+		.cmd = MGCAP_CMD_DEV_GET,
+		.doit = mgcap_nl_dev_get_doit,
+		.start = mgcap_nl_dev_get_start,
+		.dumpit = mgcap_nl_dev_get_dumpit,
+		.policy = mgcap_dev_select_policy,
+		.maxattr = ARRAY_SIZE(mgcap_dev_select_policy) - 1,
+	},
+	{
+		.cmd = MGCAP_CMD_HWTSTAMP_GET,
+		.doit = mgcap_nl_hwtstamp_doit,
+		.policy = mgcap_dev_select_policy,
+		.maxattr = ARRAY_SIZE(mgcap_dev_select_policy) - 1,
+	},
+	{
+		.cmd = MGCAP_CMD_HWTSTAMP_SET,
+		.doit = mgcap_nl_hwtstamp_doit,
+		.policy = mgcap_hwtstamp_set_policy,
+		.maxattr = ARRAY_SIZE(mgcap_hwtstamp_set_policy) - 1,
+		.flags = GENL_UNS_ADMIN_PERM,
+	},
+};
+
+static const struct genl_multicast_group mgcap_nl_mcgrps[] = {
+	[MGCAP_NLGRP_MONITOR] = { .name = MGCAP_MCGRP_MONITOR },
+};
+
+static struct genl_family mgcap_nl_family __ro_after_init = {
+	.name = MGCAP_FAMILY_NAME,
+	.version = MGCAP_FAMILY_VERSION,
+	.netnsok = true,
+	.module = THIS_MODULE,
+	.ops = mgcap_nl_ops,
+	.n_ops = ARRAY_SIZE(mgcap_nl_ops),
+	.resv_start_op = MGCAP_CMD_DEV_START,
+	.mcgrps = mgcap_nl_mcgrps,
+	.n_mcgrps = ARRAY_SIZE(mgcap_nl_mcgrps),
+};
+
+int __init mgcap_nl_init(void)
+{
+	return genl_register_family(&mgcap_nl_family);
+}
+
+/* refuse new captures; the caller then stops the running ones */
+void mgcap_nl_close(void)
+{
+	ASSERT_RTNL();
+	mgcap_nl_closing = true;
+}
+
+void mgcap_nl_exit(void)
+{
+	genl_unregister_family(&mgcap_nl_family);
+}
+
+MODULE_ALIAS_GENL_FAMILY(MGCAP_FAMILY_NAME);

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: ((GPL-2.0 WITH Linux-syscall-note) OR BSD-3-Clause) */
+/* Do not edit directly, auto-generated from: */
+/*	netlink-spec/mgcap.yaml */
+/* YNL-GEN uapi header */
+
+#ifndef _UAPI_LINUX_MGCAP_H
+#define _UAPI_LINUX_MGCAP_H
+
+#define MGCAP_FAMILY_NAME	"mgcap"
+#define MGCAP_FAMILY_VERSION	1
+
+/**
+ * enum mgcap_mode - What happens to a frame once it is copied.
+ * @MGCAP_MODE_DROP: The frame is consumed and counted; the stack never sees
+ *   it.
+ * @MGCAP_MODE_MIRROR: The frame goes on to the stack.
+ */
+enum mgcap_mode {
+	MGCAP_MODE_DROP = 1,
+	MGCAP_MODE_MIRROR,
+};
+
+/**
+ * enum mgcap_hwtstamp_rx - Which received frames the NIC stamps: the values of
+ *   enum hwtstamp_rx_filters in linux/net_tstamp.h.
+ */
+enum mgcap_hwtstamp_rx {
+	MGCAP_HWTSTAMP_RX_NONE,
+	MGCAP_HWTSTAMP_RX_ALL,
+	MGCAP_HWTSTAMP_RX_SOME,
+	MGCAP_HWTSTAMP_RX_PTP_V1_L4_EVENT,
+	MGCAP_HWTSTAMP_RX_PTP_V1_L4_SYNC,
+	MGCAP_HWTSTAMP_RX_PTP_V1_L4_DELAY_REQ,
+	MGCAP_HWTSTAMP_RX_PTP_V2_L4_EVENT,
+	MGCAP_HWTSTAMP_RX_PTP_V2_L4_SYNC,
+	MGCAP_HWTSTAMP_RX_PTP_V2_L4_DELAY_REQ,
+	MGCAP_HWTSTAMP_RX_PTP_V2_L2_EVENT,
+	MGCAP_HWTSTAMP_RX_PTP_V2_L2_SYNC,
+	MGCAP_HWTSTAMP_RX_PTP_V2_L2_DELAY_REQ,
+	MGCAP_HWTSTAMP_RX_PTP_V2_EVENT,
+	MGCAP_HWTSTAMP_RX_PTP_V2_SYNC,
+	MGCAP_HWTSTAMP_RX_PTP_V2_DELAY_REQ,
+	MGCAP_HWTSTAMP_RX_NTP_ALL,
+};
+
+/**
+ * enum mgcap_hwtstamp_tx - Transmit timestamping: the values of enum
+ *   hwtstamp_tx_types in linux/net_tstamp.h.
+ */
+enum mgcap_hwtstamp_tx {
+	MGCAP_HWTSTAMP_TX_OFF,
+	MGCAP_HWTSTAMP_TX_ON,
+	MGCAP_HWTSTAMP_TX_ONESTEP_SYNC,
+	MGCAP_HWTSTAMP_TX_ONESTEP_P2P,
+};
+
+enum {
+	MGCAP_A_DEV_IFINDEX = 1,
+	MGCAP_A_DEV_MODE,
+	MGCAP_A_DEV_IFNAME,
+	MGCAP_A_DEV_CAPTURING,
+	MGCAP_A_DEV_SNAPLEN,
+	MGCAP_A_DEV_RING_SIZE,
+	MGCAP_A_DEV_NR_RINGS,
+	MGCAP_A_DEV_LINK_TYPE,
+	MGCAP_A_DEV_CHARDEV,
+	MGCAP_A_DEV_STATS,
+	MGCAP_A_DEV_CPU_STATS,
+	MGCAP_A_DEV_HWTSTAMP_RX,
+	MGCAP_A_DEV_HWTSTAMP_TX,
+	MGCAP_A_DEV_PAD,
+
+	__MGCAP_A_DEV_MAX,
+	MGCAP_A_DEV_MAX = (__MGCAP_A_DEV_MAX - 1)
+};
+
+enum {
+	MGCAP_A_STATS_CPU = 1,
+	MGCAP_A_STATS_SEEN_PACKETS,
+	MGCAP_A_STATS_SEEN_BYTES,
+	MGCAP_A_STATS_CAPTURED_PACKETS,
+	MGCAP_A_STATS_CAPTURED_BYTES,
+	MGCAP_A_STATS_RING_FULL_DROPS,
+	MGCAP_A_STATS_CONSUMED_PACKETS,
+	MGCAP_A_STATS_COPY_ERRORS,
+	MGCAP_A_STATS_PAD,
+
+	__MGCAP_A_STATS_MAX,
+	MGCAP_A_STATS_MAX = (__MGCAP_A_STATS_MAX - 1)
+};
+
+enum {
+	MGCAP_CMD_DEV_START = 1,
+	MGCAP_CMD_DEV_STOP,
+	MGCAP_CMD_DEV_SET,
+	MGCAP_CMD_DEV_GET,
+	MGCAP_CMD_HWTSTAMP_GET,
+	MGCAP_CMD_HWTSTAMP_SET,
+	MGCAP_CMD_DEV_START_NTF,
+	MGCAP_CMD_DEV_STOP_NTF,
+	MGCAP_CMD_DEV_CHANGE_NTF,
+
+	__MGCAP_CMD_MAX,
+	MGCAP_CMD_MAX = (__MGCAP_CMD_MAX - 1)
+};
+
+#define MGCAP_MCGRP_MONITOR	"monitor"
+
+#endif /* _UAPI_LINUX_MGCAP_H */

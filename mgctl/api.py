@@ -1,0 +1,252 @@
+"""The Python API of mgcap's control plane; mgctl is a thin layer over it.
+
+    from mgctl.api import Mgcap
+    with Mgcap() as m:
+        m.start("eth1", mode="drop")
+        print(m.show("eth1").stats["captured_packets"])
+        m.stop("eth1")
+
+Errors from the kernel raise MgcapError carrying the kernel's extack message.
+"""
+
+import errno
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from mgctl import spec
+from mgctl.netlink import FamilyMissing, MgcapNetlink
+
+STAT_KEYS = (
+    "seen_packets",
+    "seen_bytes",
+    "captured_packets",
+    "captured_bytes",
+    "ring_full_drops",
+    "consumed_packets",
+    "copy_errors",
+)
+
+
+class MgcapError(Exception):
+    """A refused request: message is what to tell the user (one line)."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True)
+class DevState:
+    """What the kernel says about one device."""
+
+    ifindex: int
+    ifname: str
+    capturing: bool
+    mode: str | None = None
+    snaplen: int | None = None
+    ring_size: int | None = None
+    nr_rings: int | None = None
+    link_type: int | None = None
+    chardev: str | None = None
+    stats: dict[str, int] = field(default_factory=dict)
+    cpu_stats: list[dict[str, int]] = field(default_factory=list)
+
+    def settings(self) -> dict[str, Any]:
+        return {"mode": self.mode, "snaplen": self.snaplen, "ring_size": self.ring_size}
+
+    def to_json(self, stats: int = 0) -> dict[str, Any]:
+        """The documented JSON object (docs/mgctl.md); stats: 0 none, 1 totals, 2 per CPU."""
+        out: dict[str, Any] = {
+            "ifindex": self.ifindex,
+            "ifname": self.ifname,
+            "capturing": self.capturing,
+        }
+        if self.capturing:
+            out.update(
+                mode=self.mode,
+                snaplen=self.snaplen,
+                ring_size=self.ring_size,
+                nr_rings=self.nr_rings,
+                link_type=self.link_type,
+                chardev=self.chardev,
+            )
+        if stats >= 1 and self.stats:
+            out["stats"] = dict(self.stats)
+        if stats >= 2 and self.cpu_stats:
+            out["cpu_stats"] = [dict(c) for c in self.cpu_stats]
+        return out
+
+
+@dataclass(frozen=True)
+class Result:
+    """Outcome of a change: whether anything changed, and the state after it."""
+
+    changed: bool
+    state: DevState
+
+
+@dataclass(frozen=True)
+class Event:
+    """A notification of the monitor group."""
+
+    kind: str  # start, stop, change
+    state: DevState
+
+
+def _stats(d: dict[str, Any]) -> dict[str, int]:
+    return {k: int(d.get(k.replace("_", "-"), 0)) for k in STAT_KEYS}
+
+
+def to_state(fam: spec.Family, d: dict[str, Any]) -> DevState:
+    capturing = bool(d.get("capturing"))
+    mode = d.get("mode")
+    chardev = d.get("chardev")
+    return DevState(
+        ifindex=int(d["ifindex"]),
+        ifname=str(d["ifname"]),
+        capturing=capturing,
+        mode=fam.enum_name("mode", mode) if mode is not None else None,
+        snaplen=d.get("snaplen"),
+        ring_size=d.get("ring-size"),
+        nr_rings=d.get("nr-rings"),
+        link_type=d.get("link-type"),
+        chardev=f"/dev/{chardev}" if chardev else None,
+        stats=_stats(d["stats"]) if "stats" in d else {},
+        cpu_stats=[{"cpu": int(c.get("cpu", 0)), **_stats(c)} for c in d.get("cpu-stats", [])],
+    )
+
+
+def _explain(e: NetlinkError) -> MgcapError:
+    """The kernel's extack message, else the errno's text with a hint."""
+    msg = e.args[1] if len(e.args) > 1 and e.args[1] else ""
+    if not msg or msg == os.strerror(e.code):
+        msg = os.strerror(e.code)
+        if e.code == errno.EPERM:
+            msg += " (changes need CAP_NET_ADMIN: run as root)"
+    return MgcapError(msg, e.code)
+
+
+class Mgcap:
+    """A connection to the mgcap family of the caller's network namespace."""
+
+    def __init__(self) -> None:
+        try:
+            self.nl = MgcapNetlink()
+        except FamilyMissing as e:
+            raise MgcapError("mgcap module not loaded (modprobe mgcap)", e.errno or 0) from e
+        self.family = self.nl.family
+
+    def close(self) -> None:
+        self.nl.close()
+
+    def __enter__(self) -> "Mgcap":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _do(self, op: str, **attrs: Any) -> DevState | None:
+        try:
+            reply = self.nl.do(op, **attrs)
+        except NetlinkError as e:
+            raise _explain(e) from e
+        return to_state(self.family, reply) if reply else None
+
+    def _mode(self, mode: str | None) -> int | None:
+        if mode is None:
+            return None
+        try:
+            return self.family.enums["mode"][mode]
+        except KeyError:
+            raise MgcapError(f'mode "{mode}" is not mirror or drop', errno.EINVAL) from None
+
+    def show(self, dev: str) -> DevState:
+        state = self._do("dev-get", ifname=dev)
+        assert state is not None
+        return state
+
+    def list(self) -> list[DevState]:
+        """Every capturing device of this network namespace."""
+        try:
+            return [to_state(self.family, d) for d in self.nl.dump("dev-get")]
+        except NetlinkError as e:
+            raise _explain(e) from e
+
+    def start(
+        self,
+        dev: str,
+        mode: str | None = None,
+        snaplen: int | None = None,
+        ring_size: int | None = None,
+        idempotent: bool = False,
+    ) -> Result:
+        """Start capture. idempotent: a device that already captures is brought to the
+        requested mode and snaplen (changed says whether that changed anything)."""
+        if idempotent:
+            cur = self.show(dev)
+            if cur.capturing:
+                if ring_size is not None and ring_size != cur.ring_size:
+                    raise MgcapError(
+                        f"{dev} already captures with ring size {cur.ring_size}; stop it first",
+                        errno.EEXIST,
+                    )
+                return self.set(dev, mode=mode, snaplen=snaplen, allow_noop=True)
+        state = self._do(
+            "dev-start", ifname=dev, mode=self._mode(mode), snaplen=snaplen, ring_size=ring_size
+        )
+        assert state is not None
+        return Result(True, state)
+
+    def stop(self, dev: str, idempotent: bool = False) -> Result:
+        if idempotent:
+            cur = self.show(dev)
+            if not cur.capturing:
+                return Result(False, cur)
+        self._do("dev-stop", ifname=dev)
+        return Result(True, self.show(dev))
+
+    def set(
+        self,
+        dev: str,
+        mode: str | None = None,
+        snaplen: int | None = None,
+        allow_noop: bool = False,
+    ) -> Result:
+        before = self.show(dev)
+        if mode is None and snaplen is None:
+            if allow_noop and before.capturing:
+                return Result(False, before)
+            raise MgcapError("nothing to set: give mode and/or snaplen", errno.EINVAL)
+        after = self._do("dev-set", ifname=dev, mode=self._mode(mode), snaplen=snaplen)
+        assert after is not None
+        return Result(after.settings() != before.settings(), after)
+
+    def hwtstamp_get(self, dev: str) -> dict[str, Any]:
+        try:
+            reply = self.nl.do("hwtstamp-get", ifname=dev)
+        except NetlinkError as e:
+            raise _explain(e) from e
+        return reply or {}
+
+    def hwtstamp_set(self, dev: str, rx: str | None, tx: str | None) -> dict[str, Any]:
+        enums = self.family.enums
+        try:
+            rx_v = None if rx is None else enums["hwtstamp-rx"][rx]
+            tx_v = None if tx is None else enums["hwtstamp-tx"][tx]
+        except KeyError as e:
+            raise MgcapError(f"unknown timestamp setting {e.args[0]}", errno.EINVAL) from None
+        try:
+            reply = self.nl.do("hwtstamp-set", ifname=dev, hwtstamp_rx=rx_v, hwtstamp_tx=tx_v)
+        except NetlinkError as e:
+            raise _explain(e) from e
+        return reply or {}
+
+    def monitor(self) -> Iterator[Event]:
+        kinds = {"dev-start-ntf": "start", "dev-stop-ntf": "stop", "dev-change-ntf": "change"}
+        for op, d in self.nl.monitor():
+            yield Event(kinds.get(op, op), to_state(self.family, d))

@@ -1,0 +1,78 @@
+"""mgctl's command line without a kernel: grammar, prefixes, usage errors (exit 2)."""
+
+import pytest
+from typer.testing import CliRunner
+
+from mgctl import cli
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("args", "usage_of"),
+    [
+        (["start", "help"], "mgctl start dev IF"),
+        (["st", "help"], "mgctl start dev IF"),
+        (["sto", "help"], "mgctl stop dev IF"),
+        (["se", "help"], "mgctl set dev IF"),
+        (["s", "help"], "mgctl [-s [-s]] [-j [-p]] show"),
+        (["sh", "help"], "mgctl [-s [-s]] [-j [-p]] show"),
+        (["hw", "s", "help"], "mgctl hwtstamp show dev IF"),
+        (["hw", "se", "help"], "mgctl hwtstamp set dev IF"),
+    ],
+)
+def test_prefixes_and_help(args: list[str], usage_of: str) -> None:
+    r = runner.invoke(cli.app, args)
+    assert r.exit_code == 0, r.output
+    assert usage_of in r.output
+
+
+def test_parse_keywords() -> None:
+    grammar = {
+        "dev": cli._ifname,
+        "snaplen": cli._int_in("snaplen"),
+        "mode": cli._choice("mode", ["drop", "mirror"]),
+    }
+    kw = cli.parse_keywords(["dev", "eth0", "snaplen", "0x60", "mode", "drop"], grammar, ("dev",))
+    assert kw == {"dev": "eth0", "snaplen": 96, "mode": "drop"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["dev"], '"dev" needs a value'),
+        (["snaplen", "96"], '"dev" is required'),
+        (["dev", "a", "dev", "b"], '"dev" given twice'),
+        (["dev", "a", "bogus", "1"], 'unknown argument "bogus"'),
+        (["dev", "a", "snaplen", "x"], 'snaplen "x" is not a number'),
+        (["dev", "a", "snaplen", "0"], "snaplen 0 out of range (1 to 65535)"),
+        (["dev", "a", "snaplen", "65536"], "snaplen 65536 out of range (1 to 65535)"),
+        (["dev", "a", "ring-size", "4096"], "ring-size 4096 out of range (65536 to 1073741824)"),
+        (["dev", "a", "mode", "sideways"], 'mode "sideways" is not one of drop, mirror'),
+        (["dev", "much-too-long-name0"], '"much-too-long-name0" is not a valid device name'),
+    ],
+)
+def test_usage_errors(args: list[str], message: str) -> None:
+    grammar = {
+        "dev": cli._ifname,
+        "mode": cli._choice("mode", ["drop", "mirror"]),
+        "snaplen": cli._int_in("snaplen"),
+        "ring-size": cli._int_in("ring-size"),
+    }
+    with pytest.raises(cli.Usage, match=message.replace("(", r"\(").replace(")", r"\)")):
+        cli.parse_keywords(args, grammar, ("dev",), usage="x")
+
+
+def test_unknown_command_exits_2() -> None:
+    r = runner.invoke(cli.app, ["frobnicate"])
+    assert r.exit_code == 2
+
+
+def test_usage_error_through_main(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.argv", ["mgctl", "start", "dev", "lo", "mode", "sideways"])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 2
+    assert capsys.readouterr().err == 'Error: mode "sideways" is not one of drop, mirror\n'

@@ -1,0 +1,290 @@
+"""mgctl and the genetlink family against the real module: every command, the JSON,
+every error with its message and exit status, permissions, netns, monitor, live mode
+changes."""
+
+import json
+import os
+import select
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from mgctl.api import Mgcap
+from tests.vm.conftest import (
+    Module,
+    Pktgen,
+    VethPair,
+    eventually,
+    mgctl,
+    mgctl_json,
+    read_records,
+    run_mgctl,
+    sh,
+    traffic,
+)
+from tests.vm.test_veth import UdpSink
+
+
+def show(dev: str, ns: str | None = None, stats: str = "") -> dict[str, Any]:
+    out = mgctl_json(f"{stats} show dev {dev}", ns=ns)
+    assert isinstance(out, list) and len(out) == 1
+    result: dict[str, Any] = out[0]
+    return result
+
+
+def test_start_show_stop(mgcap: Module) -> None:
+    mgcap.load()
+    assert show("lo")["capturing"] is False
+    p = run_mgctl("start dev lo")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+    assert Path("/dev/mgcap/lo").exists()
+    s = show("lo")
+    assert s == {
+        "ifindex": 1,
+        "ifname": "lo",
+        "capturing": True,
+        "mode": "mirror",
+        "snaplen": 96,
+        "ring_size": 4 << 20,
+        "nr_rings": s["nr_rings"],
+        "link_type": 772,
+        "chardev": "/dev/mgcap/lo",
+    }
+    assert s["nr_rings"] >= 2
+    sh("ping -c 3 -i 0.2 127.0.0.1")
+    s = show("lo", stats="-s")
+    assert s["stats"]["captured_packets"] == s["stats"]["seen_packets"] == 6
+    s2 = show("lo", stats="-s -s")
+    assert sum(c["captured_packets"] for c in s2["cpu_stats"]) == 6
+    assert [c["cpu"] for c in s2["cpu_stats"]] == list(range(s2["nr_rings"]))
+    listing = mgctl_json("show")
+    assert [d["ifname"] for d in listing] == ["lo"]
+    text = run_mgctl("-s show")
+    assert text.stdout.startswith("1: lo: capturing mode mirror snaplen 96")
+    assert "captured 6 packets" in text.stdout
+    text2 = run_mgctl("-s -s show dev lo").stdout
+    assert "    cpu 0: seen" in text2 and "    cpu 1: seen" in text2
+    assert run_mgctl("sto dev lo").returncode == 0
+    assert show("lo")["capturing"] is False
+    assert not Path("/dev/mgcap/lo").exists()
+    assert mgctl_json("show") == []
+
+
+def test_start_with_settings_and_set_live(mgcap: Module, dummy: str) -> None:
+    mgcap.load()
+    out = mgctl_json(f"start dev {dummy} mode drop snaplen 200 ring-size 1048576")
+    assert out["changed"] is True
+    s = show(dummy)
+    assert (s["mode"], s["snaplen"], s["ring_size"]) == ("drop", 200, 1 << 20)
+    out = mgctl_json(f"set dev {dummy} mode mirror snaplen 64")
+    assert out["changed"] is True
+    assert out["dev"]["mode"] == "mirror" and out["dev"]["snaplen"] == 64
+    out = mgctl_json(f"set dev {dummy} mode mirror")
+    assert out["changed"] is False
+    Pktgen(dummy).run(count=5, pkt_size=128)
+    assert {r.caplen for r in read_records(dummy)} == {64}
+    # sysfs agrees with netlink
+    assert Path(f"/sys/class/mgcap/{dummy}/mode").read_text() == "mirror\n"
+
+
+def test_json_mode_is_idempotent_for_ansible(mgcap: Module) -> None:
+    mgcap.load()
+    first = mgctl_json("start dev lo mode drop")
+    again = mgctl_json("start dev lo mode drop")
+    assert first["changed"] is True and again["changed"] is False
+    switch = mgctl_json("start dev lo mode mirror")
+    assert switch["changed"] is True and switch["dev"]["mode"] == "mirror"
+    p = run_mgctl("-j start dev lo ring-size 65536")
+    assert p.returncode == 1
+    assert p.stderr == "Error: lo already captures with ring size 4194304; stop it first.\n"
+    assert mgctl_json("stop dev lo")["changed"] is True
+    assert mgctl_json("stop dev lo")["changed"] is False
+
+
+ERRORS = [
+    ("start dev nosuch0", 1, "Error: no such device."),
+    ("stop dev lo", 1, "Error: mgcap: device is not capturing."),
+    ("set dev lo mode drop", 1, "Error: mgcap: device is not capturing."),
+    ("start dev lo ring-size 100000", 1, "Error: mgcap: ring size must be a power of two."),
+    (
+        "start dev lo ring-size 65536 snaplen 65535",
+        1,
+        "Error: mgcap: ring size must hold two records of the snaplen.",
+    ),
+    ("start dev lo snaplen 70000", 2, "Error: snaplen 70000 out of range (1 to 65535)"),
+    ("start dev lo mode fast", 2, 'Error: mode "fast" is not one of drop, mirror'),
+    ("start", 2, 'Error: "dev" is required; usage: mgctl start dev IF [mode drop|mirror] '
+     "[snaplen N] [ring-size N]"),
+    ("set dev lo", 2, "Error: nothing to set; usage: mgctl set dev IF [mode drop|mirror] "
+     "[snaplen N]"),
+    ("hwtstamp show dev lo", 1,
+     "Error: mgcap: hardware timestamp configuration is not implemented yet."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "status", "message"), ERRORS)
+def test_errors(mgcap: Module, args: str, status: int, message: str) -> None:
+    mgcap.load()
+    p = run_mgctl(args)
+    assert (p.returncode, p.stderr.strip(), p.stdout) == (status, message, "")
+    assert show("lo")["capturing"] is False
+
+
+def test_already_capturing_and_other_rx_handler(mgcap: Module) -> None:
+    mgcap.load(ifname="lo")
+    p = run_mgctl("start dev lo")
+    assert (p.returncode, p.stderr) == (1, "Error: mgcap: device is already capturing.\n")
+    sh("ip link add mgbr0 type bridge && ip link add mgport0 type dummy")
+    try:
+        sh("ip link set mgport0 master mgbr0")
+        p = run_mgctl("start dev mgport0")
+        assert p.returncode == 1
+        assert p.stderr == (
+            "Error: mgcap: device has another rx_handler "
+            "(bridge, bond, team, macvlan or similar port).\n"
+        )
+    finally:
+        sh("ip link del mgbr0; ip link del mgport0", check=False)
+
+
+def test_module_not_loaded(mgcap: Module) -> None:
+    p = run_mgctl("show")
+    assert (p.returncode, p.stderr) == (1, "Error: mgcap module not loaded (modprobe mgcap).\n")
+
+
+def test_unprivileged_caller_refused_and_nothing_changes(mgcap: Module) -> None:
+    mgcap.load()
+    drop = "setpriv --bounding-set -net_admin --inh-caps -net_admin "
+    p = mgctl("start dev lo", pre=drop)
+    assert p.returncode == 1
+    assert p.stderr == (
+        "Error: Operation not permitted (changes need CAP_NET_ADMIN: run as root).\n"
+    )
+    assert show("lo")["capturing"] is False
+    # reading is open to everyone
+    p = mgctl("-j show dev lo", pre=drop)
+    assert p.returncode == 0 and json.loads(p.stdout)[0]["capturing"] is False
+    assert mgctl("start dev lo").returncode == 0  # the console script, as root
+    p = mgctl("stop dev lo", pre=drop)
+    assert p.returncode == 1
+    assert show("lo")["capturing"] is True
+
+
+def test_netns_isolation_same_name_in_two_namespaces(mgcap: Module) -> None:
+    mgcap.load()
+    inums = {}
+    try:
+        for ns in ("mgN1", "mgN2"):
+            sh(f"ip netns add {ns}")
+            sh(f"ip -n {ns} link add veth0 type dummy && ip -n {ns} link set veth0 up")
+            assert run_mgctl("start dev veth0", ns=ns).returncode == 0
+            inums[ns] = os.stat(f"/run/netns/{ns}").st_ino
+        for ns, inum in inums.items():
+            s = show("veth0", ns=ns)
+            assert s["chardev"] == f"/dev/mgcap/netns-{inum}/veth0"
+            assert Path(s["chardev"]).exists()
+            listing = mgctl_json("show", ns=ns)
+            assert [d["chardev"] for d in listing] == [s["chardev"]]
+        # the initial namespace sees neither; its own lookup fails
+        assert mgctl_json("show") == []
+        assert run_mgctl("stop dev veth0").stderr == "Error: no such device.\n"
+        # removing a namespace stops its captures
+        sh("ip netns del mgN1")  # the namespace is dismantled asynchronously
+        assert eventually(lambda: not Path(f"/dev/mgcap/netns-{inums['mgN1']}/veth0").exists())
+        assert Path(f"/dev/mgcap/netns-{inums['mgN2']}/veth0").exists()
+    finally:
+        sh("ip netns del mgN1; ip netns del mgN2", check=False)
+
+
+def subscribed(pid: int) -> bool:
+    """Whether process pid has a generic netlink socket that joined a multicast group
+    (/proc/net/netlink lists the first 32 groups of each socket)."""
+    for line in Path("/proc/net/netlink").read_text().splitlines()[1:]:
+        f = line.split()
+        if int(f[1]) == 16 and int(f[2]) & 0x3FFFFF == pid and int(f[3], 16):
+            return True
+    return False
+
+
+def readline(stream: IO[str], timeout: float = 60) -> str:
+    ready, _, _ = select.select([stream], [], [], timeout)
+    assert ready, "no event within the timeout"
+    return stream.readline()
+
+
+def test_monitor_sees_changes_made_by_another_process(mgcap: Module, dummy: str) -> None:
+    mgcap.load()
+    exe = Path(sys.executable).with_name("mgctl")
+    mon = subprocess.Popen([exe, "-j", "monitor"], stdout=subprocess.PIPE, text=True)
+    text_mon = subprocess.Popen([exe, "monitor"], stdout=subprocess.PIPE, text=True)
+    try:
+        # Python starts slowly under TCG: wait until both have joined the group
+        assert eventually(lambda: subscribed(mon.pid) and subscribed(text_mon.pid), timeout=120)
+        run_mgctl(f"start dev {dummy} mode drop")
+        run_mgctl(f"set dev {dummy} mode mirror snaplen 128")
+        Pktgen(dummy).run(count=7)
+        run_mgctl(f"stop dev {dummy}")
+        assert mon.stdout is not None and text_mon.stdout is not None
+        events = [json.loads(readline(mon.stdout)) for _ in range(3)]
+        lines = [readline(text_mon.stdout).strip() for _ in range(3)]
+    finally:
+        mon.terminate()
+        text_mon.terminate()
+        mon.wait()
+        text_mon.wait()
+    assert [e["event"] for e in events] == ["start", "change", "stop"]
+    assert events[0]["mode"] == "drop" and events[0]["capturing"] is True
+    assert events[1]["mode"] == "mirror" and events[1]["snaplen"] == 128
+    assert events[2]["capturing"] is False
+    assert events[2]["stats"]["captured_packets"] == 7
+    assert lines == [
+        f"start dev {dummy} mode drop snaplen 96 ring-size 4194304",
+        f"change dev {dummy} mode mirror snaplen 128 ring-size 4194304",
+        f"stop dev {dummy} seen 7 captured 7 ring-full-drops 0",
+    ]
+
+
+def test_set_mode_drop_stops_delivery_at_once(mgcap: Module, veth: VethPair) -> None:
+    mgcap.load()
+    run_mgctl(f"start dev {veth.dev}")
+    for mode, expect in (("mirror", 100), ("drop", 0), ("mirror", 100)):
+        assert run_mgctl(f"set dev {veth.dev} mode {mode}").returncode == 0
+        sink = UdpSink(veth.addr, 9999)
+        traffic(f"udp --dst {veth.addr} --count 100 --size 16", ns=veth.ns)
+        assert sink.close(0.5) == expect, mode
+    s = show(veth.dev, stats="-s")
+    assert s["stats"]["captured_packets"] == 300
+    assert s["stats"]["consumed_packets"] == 100
+
+
+def test_python_api_same_path(mgcap: Module) -> None:
+    mgcap.load()
+    with Mgcap() as m:
+        r = m.start("lo", mode="drop", snaplen=128)
+        assert r.changed and r.state.capturing and r.state.snaplen == 128
+        assert [s.ifname for s in m.list()] == ["lo"]
+        assert m.set("lo", mode="mirror").changed
+        assert not m.stop("lo").state.capturing
+
+
+def test_ynl_cli_drives_the_family(mgcap: Module) -> None:
+    """The kernel's own YNL tool, given only the spec, talks to the module."""
+    from tests.harness import kernel_tools
+
+    cli = kernel_tools.TREE / "tools" / "net" / "ynl" / "cli.py"
+    if not cli.exists():
+        pytest.skip("YNL tools not extracted (host tests extract them)")
+    mgcap.load()
+    spec = kernel_tools.SPEC
+    base = f"{sys.executable} {cli} --spec {spec} --no-schema"
+    sh(f"""{base} --do dev-start --json '{{"ifname": "lo", "mode": "drop"}}'""")
+    out = sh(f"""{base} --do dev-get --json '{{"ifname": "lo"}}' --output-json""").stdout
+    reply = json.loads(out)
+    assert reply["capturing"] == 1 and reply["mode"] == "drop"
+    assert reply["chardev"] == "mgcap/lo"
+    dump = json.loads(sh(f"{base} --dump dev-get --output-json").stdout)
+    assert [d["ifname"] for d in dump] == ["lo"]
+    sh(f"""{base} --do dev-stop --json '{{"ifname": "lo"}}'""")
