@@ -4,9 +4,10 @@ changes."""
 
 import json
 import os
-import select
+import queue
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import IO, Any
 
@@ -209,10 +210,22 @@ def subscribed(pid: int) -> bool:
     return False
 
 
-def readline(stream: IO[str], timeout: float = 60) -> str:
-    ready, _, _ = select.select([stream], [], [], timeout)
-    assert ready, "no event within the timeout"
-    return stream.readline()
+class Lines:
+    """The lines a process prints, collected by a thread, taken with a timeout."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.queue.put(line)
+
+    def take(self, timeout: float = 60) -> str:
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("no event within the timeout") from None
 
 
 def test_monitor_sees_changes_made_by_another_process(mgcap: Module, dummy: str) -> None:
@@ -228,8 +241,9 @@ def test_monitor_sees_changes_made_by_another_process(mgcap: Module, dummy: str)
         Pktgen(dummy).run(count=7)
         run_mgctl(f"stop dev {dummy}")
         assert mon.stdout is not None and text_mon.stdout is not None
-        events = [json.loads(readline(mon.stdout)) for _ in range(3)]
-        lines = [readline(text_mon.stdout).strip() for _ in range(3)]
+        json_lines, text_lines = Lines(mon.stdout), Lines(text_mon.stdout)
+        events = [json.loads(json_lines.take()) for _ in range(3)]
+        lines = [text_lines.take().strip() for _ in range(3)]
     finally:
         mon.terminate()
         text_mon.terminate()
