@@ -303,9 +303,6 @@ static int mgcap_nl_dev_start_doit(struct sk_buff *skb, struct genl_info *info)
 	}
 	err = mgcap_capture_start(dev, p.mode, p.snaplen, p.ring_size,
 				  info->extack);
-	if (err == -ERANGE && !tb[MGCAP_A_DEV_RING_SIZE] &&
-	    tb[MGCAP_A_DEV_SNAPLEN])
-		NL_SET_BAD_ATTR(info->extack, tb[MGCAP_A_DEV_SNAPLEN]);
 	if (!err)
 		err = mgcap_nl_reply_dev(info, dev, mgcap_capture_of(dev));
 out:

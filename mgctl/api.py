@@ -17,18 +17,11 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from mgctl import spec
+from mgctl import spec, uapi
 from mgctl.netlink import FamilyMissing, MgcapNetlink
 
-STAT_KEYS = (
-    "seen_packets",
-    "seen_bytes",
-    "captured_packets",
-    "captured_bytes",
-    "ring_full_drops",
-    "consumed_packets",
-    "copy_errors",
-)
+# the counters, named as in the data path's uapi (and in JSON output)
+STAT_KEYS = uapi.STAT_FIELDS
 
 
 class MgcapError(Exception):
@@ -170,7 +163,7 @@ class Mgcap:
         assert state is not None
         return state
 
-    def list(self) -> list[DevState]:
+    def captures(self) -> list[DevState]:
         """Every capturing device of this network namespace."""
         try:
             return [to_state(self.family, d) for d in self.nl.dump("dev-get")]

@@ -233,7 +233,7 @@ def show(ctx: typer.Context) -> None:
     style = style_of(ctx)
     with connect() as m:
         try:
-            states = [m.show(kw["dev"])] if "dev" in kw else m.list()
+            states = [m.show(kw["dev"])] if "dev" in kw else m.captures()
         except MgcapError as e:
             fail(e)
     output.show(states, style)

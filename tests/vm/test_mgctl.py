@@ -279,7 +279,7 @@ def test_python_api_same_path(mgcap: Module) -> None:
     with Mgcap() as m:
         r = m.start("lo", mode="drop", snaplen=128)
         assert r.changed and r.state.capturing and r.state.snaplen == 128
-        assert [s.ifname for s in m.list()] == ["lo"]
+        assert [s.ifname for s in m.captures()] == ["lo"]
         assert m.set("lo", mode="mirror").changed
         assert not m.stop("lo").state.capturing
 
