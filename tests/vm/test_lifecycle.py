@@ -147,22 +147,30 @@ def test_stopped_capture_file_still_readable_after_unload_attempt(mgcap: Module)
     mgcap.unload()
 
 
-def mem_available_kib() -> int:
+def mem_free_kib() -> int:
+    """Free memory once the page cache and reclaimable slabs are dropped (less noise)."""
+    sh("sync")
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    time.sleep(1)  # let deferred (RCU) frees run
     for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
+        if line.startswith("MemFree:"):
             return int(line.split()[1])
-    raise AssertionError("no MemAvailable")
+    raise AssertionError("no MemFree")
 
 
 def mgcap_vmaps() -> int:
-    """Live vmap areas the module made (the double-mapped rings)."""
-    return Path("/proc/vmallocinfo").read_text().count("mgcap_ring_create")
+    """Live vmap areas of the double-mapped rings (not the vmalloc'd page arrays that
+    kvcalloc may also make there)."""
+    lines = Path("/proc/vmallocinfo").read_text().splitlines()
+    return sum(1 for ln in lines if "mgcap_ring_create" in ln and "vmap" in ln.split())
 
 
 def test_load_unload_cycles_under_traffic(mgcap: Module, dummy: str) -> None:
     """No leak: each cycle allocates 2 devices x 2 CPUs x 4 MiB of rings; after 15
     cycles no ring mapping is left and the memory is back (a leak of the rings of every
-    cycle would hold 240 MiB; the bound allows for slab and page cache noise)."""
+    cycle would hold 240 MiB, of one ring per cycle 60 MiB). Measured drift after
+    dropping caches: about 1 MiB per cycle (16 MiB over 15 on 6.12), not yet explained;
+    the bound leaves room for it. Small leaks need kmemleak, which Debian's kernels lack."""
 
     def cycle(i: int) -> None:
         mgcap.load(ifname=f"lo,{dummy}", mode="drop" if i % 2 else "mirror")
@@ -181,11 +189,13 @@ def test_load_unload_cycles_under_traffic(mgcap: Module, dummy: str) -> None:
 
     for i in range(3):  # warm up: pktgen, python, slab caches
         cycle(i)
-    before = mem_available_kib()
+    before = mem_free_kib()
     for i in range(15):
         cycle(i)
     assert not Path("/dev/mgcap").exists() or not os.listdir("/dev/mgcap")
-    assert before - mem_available_kib() < 32 << 10
+    delta = before - mem_free_kib()
+    print(f"memory held after 15 cycles: {delta} KiB")
+    assert delta < 40 << 10, f"{delta} KiB not given back"
 
 
 def test_counters_are_monotonic(mgcap: Module, dummy: str) -> None:
