@@ -273,7 +273,8 @@ def mgctl(args: str, ns: str | None = None, pre: str = "") -> subprocess.Complet
     """Run the mgctl command line (optionally in netns `ns`, after a wrapper `pre`)."""
     netns = f"ip netns exec {ns} " if ns else ""
     exe = Path(sys.executable).with_name("mgctl")
-    return sh(f"{netns}{pre}{exe} {args}", check=False)
+    # generous: a Python start-up takes seconds under TCG, minutes on a busy host
+    return sh(f"exec {netns}{pre}{exe} {args}", check=False, timeout=900)
 
 
 def mgctl_json(args: str, ns: str | None = None) -> Any:
