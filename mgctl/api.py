@@ -143,11 +143,15 @@ class Mgcap:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _do(self, op: str, **attrs: Any) -> DevState | None:
+    def _request(self, op: str, **attrs: Any) -> dict[str, Any] | None:
+        """One request; kernel refusals become MgcapError with the extack message."""
         try:
-            reply = self.nl.do(op, **attrs)
+            return self.nl.do(op, **attrs)
         except NetlinkError as e:
             raise _explain(e) from e
+
+    def _do(self, op: str, **attrs: Any) -> DevState | None:
+        reply = self._request(op, **attrs)
         return to_state(self.family, reply) if reply else None
 
     def _mode(self, mode: str | None) -> int | None:
@@ -220,11 +224,7 @@ class Mgcap:
         return Result(after.settings() != before.settings(), after)
 
     def hwtstamp_get(self, dev: str) -> dict[str, Any]:
-        try:
-            reply = self.nl.do("hwtstamp-get", ifname=dev)
-        except NetlinkError as e:
-            raise _explain(e) from e
-        return reply or {}
+        return self._request("hwtstamp-get", ifname=dev) or {}
 
     def hwtstamp_set(self, dev: str, rx: str | None, tx: str | None) -> dict[str, Any]:
         enums = self.family.enums
@@ -233,11 +233,7 @@ class Mgcap:
             tx_v = None if tx is None else enums["hwtstamp-tx"][tx]
         except KeyError as e:
             raise MgcapError(f"unknown timestamp setting {e.args[0]}", errno.EINVAL) from None
-        try:
-            reply = self.nl.do("hwtstamp-set", ifname=dev, hwtstamp_rx=rx_v, hwtstamp_tx=tx_v)
-        except NetlinkError as e:
-            raise _explain(e) from e
-        return reply or {}
+        return self._request("hwtstamp-set", ifname=dev, hwtstamp_rx=rx_v, hwtstamp_tx=tx_v) or {}
 
     def monitor(self) -> Iterator[Event]:
         kinds = {"dev-start-ntf": "start", "dev-stop-ntf": "stop", "dev-change-ntf": "change"}
