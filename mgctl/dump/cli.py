@@ -191,17 +191,18 @@ def mgdump(
 
 def run(opts: Options, quiet: bool = False, stats_json: str | None = None) -> int:
     session = Session(opts)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        session.request_stop("signal")
+
+    # before the set-up: a signal during it must not leave a capture started
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     try:
         session.open()
     except (SetupError, OutputError) as e:
         print(f"mgdump: {e}", file=sys.stderr)
         return EXIT_SETUP
-
-    def on_signal(signum: int, _frame: object) -> None:
-        session.request_stop("signal")
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     if not quiet and sys.stderr.isatty():
         from mgctl.dump.status import StatusLine
 

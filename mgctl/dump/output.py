@@ -77,8 +77,11 @@ class Output:
                 self.size += n
         except OSError as e:
             if self.fd != 1:
+                # a short write may have landed part of the data: cut it off, and
+                # move the offset back too (ftruncate leaves it where it was)
                 with contextlib.suppress(OSError):
                     os.ftruncate(self.fd, start)
+                    os.lseek(self.fd, start, os.SEEK_SET)
             self.size = start
             raise OutputError(f"{self.path}: {e.strerror}", e.errno or errno.EIO) from e
 

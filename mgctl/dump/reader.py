@@ -4,7 +4,8 @@ The thread binds its own file to the ring (exclusively), pins itself to the
 ring's CPU, and reads big batches of whole records.  It never blocks on
 anything but the ring: when the buffer is full the batch is dropped and
 counted.  It ends when the capture ends (read() returns 0) or when asked to
-stop, after taking what the ring still holds if told to drain.
+stop, after taking what the ring still holds if told to drain.  After a small
+batch it pauses briefly so that the next one is bigger.
 """
 
 import contextlib
@@ -17,6 +18,13 @@ from mgctl.dump import records
 from mgctl.dump.buffer import Chunk, ChunkBuffer
 
 READ_SIZE = 1 << 20
+# After a small batch, let the ring fill for a while before the next poll: fewer,
+# bigger batches cost less CPU per packet.  The pause scales with the ring: 10 ms
+# for a 4 MiB ring (which holds 170 ms of 96-byte snapshots at 190 kpps), 0.16 ms
+# for the smallest, 64 KiB one.
+SMALL_BATCH = READ_SIZE // 8
+PAUSE_PER_RING_BYTE = 0.01 / (4 << 20)
+MAX_PAUSE = 0.02
 
 
 class RingReader(threading.Thread):
@@ -39,6 +47,7 @@ class RingReader(threading.Thread):
         self.pin = pin
         self.dev = CaptureDevice(path, nonblock=True)
         self.dev.bind(ring)  # exclusive: a second reader of this ring fails here
+        self.pause = min(self.dev.info().ring_size * PAUSE_PER_RING_BYTE, MAX_PAUSE)
         self.stop_requested = threading.Event()
         self.drain_on_stop = True
         self.ended = False  # the capture ended (read() returned 0)
@@ -80,6 +89,8 @@ class RingReader(threading.Thread):
                 self.ended = True
                 return
             self._deliver(data)
+            if len(data) < SMALL_BATCH and not stopping:
+                self.stop_requested.wait(self.pause)
 
     def _deliver(self, data: bytes) -> None:
         if self._fix_ids:

@@ -1,6 +1,8 @@
 """mgdump's file side on the host: record counting, naming, rotation, statistics
 blocks, and the files read back by an independent reader (python-pcapng) and tshark."""
 
+import errno
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -130,19 +132,28 @@ def test_ring_of_files_with_W(tmp_path: Path) -> None:
     assert len(read_back(tmp_path / "w.pcapng1")[1]) == 1  # the 5th file reused name 1
 
 
-def test_write_error_leaves_a_valid_file(tmp_path: Path) -> None:
+def test_write_error_leaves_a_valid_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short write then ENOSPC (what a full filesystem does): the file ends at the
+    last whole block, and the statistics written afterwards follow it directly."""
     path = tmp_path / "e.pcapng"
     out = Output(Naming(str(path)), IFACES, isb_fn)
     out.write_records(recs(3), 3)
-    good = path.stat().st_size
-    # a write that fails half way: the file must end at the last whole block
-    out.fd, saved = -2, out.fd  # an invalid descriptor makes os.write fail
-    with pytest.raises(OutputError):
-        out._write(recs(2))
-    out.fd = saved
-    assert out.size == good
+    real_write = os.write
+    calls = {"n": 0}
+
+    def full_disk(fd: int, data: bytes | memoryview) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data)[: len(data) // 2])  # a short write
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OutputError, match="No space left on device"):
+        out.write_records(recs(4), 4)
+    monkeypatch.setattr(os, "write", real_write)
     out.close()
-    assert len(read_back(path)[1]) == 3
+    _, epbs, isbs = read_back(path)
+    assert len(epbs) == 3 and len(isbs) == 2
 
 
 def test_unwritable_path_is_a_clear_error(tmp_path: Path) -> None:
