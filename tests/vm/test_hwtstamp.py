@@ -151,7 +151,7 @@ def test_set_get_widening_and_errors(mgcap: Module, mgts: Mgts, legacy: int) -> 
     assert p.returncode == 1
     assert p.stderr in (
         f"Error: {DEV}: the device cannot stamp with this setting.\n",
-        f"Error: {DEV}: timestamp setting not supported.\n",  # the driver's own extack
+        f"Error: {DEV}: mgts: timestamp setting not supported.\n",  # the driver's extack
     )
     assert hwts(DEV) == (RX_ALL, TX_OFF)
     # the Python API mgdump uses
