@@ -100,7 +100,7 @@ def hwts_ioctl(ifname: str, cmd: int, rx: int = 0, tx: int = 0) -> tuple[int, in
     """SIOC[GS]HWTSTAMP through the kernel's own ioctl path (what ptp4l or hwstamp_ctl
     do): returns (rx_filter, tx_type) as the driver reports or applied them."""
     cfg = ctypes.create_string_buffer(struct.pack("=iii", 0, tx, rx), 12)
-    ifr = struct.pack("=16sP", ifname.encode(), ctypes.addressof(cfg)).ljust(40, b"\0")
+    ifr = struct.pack("=16sQ", ifname.encode(), ctypes.addressof(cfg)).ljust(40, b"\0")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         fcntl.ioctl(s.fileno(), cmd, ifr)
     _, tx_type, rx_filter = struct.unpack("=iii", cfg.raw)
