@@ -233,6 +233,8 @@ void mgcap_capture_stop(struct mgcap_capture *cap)
 
 	list_del(&cap->list);
 	mgcap_chardev_del(cap);
+	/* the timestamp configuration the device had before mgcap changed it */
+	mgcap_hwtstamp_restore(dev);
 	netdev_info(dev, "mgcap: capture stopped\n");
 	mgcap_nl_notify(cap, MGCAP_CMD_DEV_STOP_NTF);
 	cap->dev = NULL;

@@ -255,6 +255,10 @@ out:
 	return err;
 }
 
+/* MGCAP_IOC_GET_STATS before hw_stamped_packets was appended */
+#define MGCAP_STATS_V1_SIZE	offsetofend(struct mgcap_stats, copy_errors)
+#define MGCAP_IOC_GET_STATS_V1	_IOR(MGCAP_IOC_MAGIC, 3, u8[MGCAP_STATS_V1_SIZE])
+
 static long mgcap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct mgcap_file *mf = file->private_data;
@@ -282,8 +286,9 @@ static long mgcap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		strscpy(info.ifname, cap->ifname, sizeof(info.ifname));
 		return copy_to_user(uarg, &info, sizeof(info)) ? -EFAULT : 0;
 	case MGCAP_IOC_GET_STATS:
+	case MGCAP_IOC_GET_STATS_V1:
 		mgcap_capture_stats(cap, &stats);
-		return copy_to_user(uarg, &stats, sizeof(stats)) ? -EFAULT : 0;
+		return copy_to_user(uarg, &stats, _IOC_SIZE(cmd)) ? -EFAULT : 0;
 	case MGCAP_IOC_SET_IFID:
 		if (!capable(CAP_NET_ADMIN))
 			return -EPERM;

@@ -43,4 +43,11 @@ static inline void mgcap_vm_flags_clear(struct vm_area_struct *vma,
 }
 #endif
 
+/*
+ * MGCAP_HAVE_HWTSTAMP_LOWER (6.6+): drivers may implement ndo_hwtstamp_get/set
+ * with struct kernel_hwtstamp_config, and generic_hwtstamp_get/set_lower()
+ * reach converted and legacy drivers alike; older kernels have only
+ * SIOC[GS]HWTSTAMP through ndo_eth_ioctl.  Used in hwtstamp.c.
+ */
+
 #endif /* _MGCAP_COMPAT_H */

@@ -40,10 +40,12 @@ static int mgcap_copy_frame(const struct sk_buff *skb, int mac_off, u8 *to,
 			     caplen - head - n);
 }
 
-static u64 mgcap_timestamp(struct sk_buff *skb)
+/* the NIC's stamp if the frame has one (*hw set), else the real time clock */
+static u64 mgcap_timestamp(struct sk_buff *skb, bool *hw_stamp)
 {
 	ktime_t hw = skb_hwtstamps(skb)->hwtstamp;
 
+	*hw_stamp = hw != 0;
 	return hw ? ktime_to_ns(hw) : ktime_get_real_ns();
 }
 
@@ -87,6 +89,7 @@ rx_handler_result_t mgcap_rx_handler(struct sk_buff **pskb)
 	bool drop = READ_ONCE(cap->mode) == MGCAP_MODE_DROP;
 	struct mgcap_epb *epb;
 	u64 ts;
+	bool hw_stamp = false;
 	int err = 0;
 	bool full = used > size || size - used < reclen;
 
@@ -94,7 +97,7 @@ rx_handler_result_t mgcap_rx_handler(struct sk_buff **pskb)
 		epb = (struct mgcap_epb *)(ring->data + (prod & ring->mask));
 		err = mgcap_copy_frame(skb, mac_off, epb->frame, caplen, vlan);
 		if (!err) {
-			ts = mgcap_timestamp(skb);
+			ts = mgcap_timestamp(skb, &hw_stamp);
 			epb->block_type = MGCAP_EPB_TYPE;
 			epb->block_len = reclen;
 			epb->interface_id = READ_ONCE(cap->ifid);
@@ -123,6 +126,9 @@ rx_handler_result_t mgcap_rx_handler(struct sk_buff **pskb)
 	} else {
 		WRITE_ONCE(pp->captured_packets, pp->captured_packets + 1);
 		WRITE_ONCE(pp->captured_bytes, pp->captured_bytes + origlen);
+		if (hw_stamp)
+			WRITE_ONCE(pp->hw_stamped_packets,
+				   pp->hw_stamped_packets + 1);
 	}
 	if (drop)
 		WRITE_ONCE(pp->consumed_packets, pp->consumed_packets + 1);

@@ -61,6 +61,8 @@ static int mgcap_netdev_event(struct notifier_block *nb, unsigned long event,
 
 	if (event != NETDEV_UNREGISTER)
 		return NOTIFY_DONE;
+	/* the device leaves (or changes netns): nothing to restore on it */
+	mgcap_hwtstamp_forget(dev);
 	cap = mgcap_capture_of(dev);
 	if (cap)
 		mgcap_capture_stop(cap);
@@ -150,6 +152,9 @@ static int __init mgcap_init(void)
 
 err_nl:
 	mgcap_nl_exit();
+	rtnl_lock();
+	mgcap_hwtstamp_restore_all();
+	rtnl_unlock();
 err_notifier:
 	unregister_netdevice_notifier(&mgcap_netdev_notifier);
 err_chardev:
@@ -161,6 +166,10 @@ static void __exit mgcap_exit(void)
 {
 	mgcap_stop_all(true);
 	mgcap_nl_exit();
+	/* no request runs any more: put back what hwtstamp-set changed */
+	rtnl_lock();
+	mgcap_hwtstamp_restore_all();
+	rtnl_unlock();
 	unregister_netdevice_notifier(&mgcap_netdev_notifier);
 	mgcap_chardev_exit();
 }

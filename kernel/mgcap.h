@@ -134,6 +134,16 @@ void mgcap_nl_close(void);
 void mgcap_nl_exit(void);
 void mgcap_nl_notify(struct mgcap_capture *cap, u8 cmd);
 
+/* hwtstamp.c */
+struct hwtstamp_config;
+int mgcap_hwtstamp_get(struct net_device *dev, struct hwtstamp_config *cfg,
+		       struct netlink_ext_ack *extack);
+int mgcap_hwtstamp_set(struct net_device *dev, struct hwtstamp_config *cfg,
+		       struct netlink_ext_ack *extack);
+void mgcap_hwtstamp_restore(struct net_device *dev);
+void mgcap_hwtstamp_restore_all(void);
+void mgcap_hwtstamp_forget(struct net_device *dev);
+
 /* sysfs.c */
 extern const struct attribute_group *mgcap_dev_groups[];
 

@@ -6,6 +6,7 @@
  * policies below are checked against the spec by the VM tests (policy dump);
  * the command and attribute numbers come from the header generated from it.
  */
+#include <linux/net_tstamp.h>
 #include <linux/rtnetlink.h>
 #include <net/genetlink.h>
 #include <net/sock.h>
@@ -116,7 +117,9 @@ static int mgcap_nl_put_stats(struct sk_buff *skb, int attr, int cpu,
 	    nla_put_u64_64bit(skb, MGCAP_A_STATS_CONSUMED_PACKETS,
 			      s->consumed_packets, MGCAP_A_STATS_PAD) ||
 	    nla_put_u64_64bit(skb, MGCAP_A_STATS_COPY_ERRORS, s->copy_errors,
-			      MGCAP_A_STATS_PAD)) {
+			      MGCAP_A_STATS_PAD) ||
+	    nla_put_u64_64bit(skb, MGCAP_A_STATS_HW_STAMPED_PACKETS,
+			      s->hw_stamped_packets, MGCAP_A_STATS_PAD)) {
 		nla_nest_cancel(skb, nest);
 		return -EMSGSIZE;
 	}
@@ -128,15 +131,25 @@ static int mgcap_nl_put_stats(struct sk_buff *skb, int attr, int cpu,
 static size_t mgcap_nl_dev_size(void)
 {
 	size_t stats = nla_total_size(0) + nla_total_size(sizeof(u32)) +
-		       7 * nla_total_size_64bit(sizeof(u64));
+		       8 * nla_total_size_64bit(sizeof(u64));
 
 	return NLMSG_ALIGN(GENL_HDRLEN) +
 	       5 * nla_total_size(sizeof(u32)) +	/* ifindex mode .. */
 	       2 * nla_total_size(sizeof(u32)) +	/* .. link-type nr-rings */
+	       2 * nla_total_size(sizeof(u32)) +	/* hwtstamp-rx, -tx */
 	       nla_total_size(sizeof(u8)) +		/* capturing */
 	       nla_total_size(IFNAMSIZ) +		/* ifname */
 	       nla_total_size(MGCAP_CHARDEV_NAME_MAX) +	/* chardev */
 	       (1 + nr_cpu_ids) * stats;
+}
+
+/* quietly: a device that cannot stamp just has no hwtstamp attributes */
+static int mgcap_nl_hwts_query(struct net_device *dev,
+			       struct hwtstamp_config *cfg)
+{
+	struct netlink_ext_ack extack = {};
+
+	return mgcap_hwtstamp_get(dev, cfg, &extack);
 }
 
 /*
@@ -148,6 +161,7 @@ static int mgcap_nl_fill_dev(struct sk_buff *skb, int ifindex,
 			     u32 portid, u32 seq, int flags, u8 cmd)
 {
 	struct mgcap_stats total, s;
+	struct hwtstamp_config hwts;
 	unsigned int cpu;
 	void *hdr;
 
@@ -167,6 +181,12 @@ static int mgcap_nl_fill_dev(struct sk_buff *skb, int ifindex,
 	    nla_put_u32(skb, MGCAP_A_DEV_NR_RINGS, cap->nr_rings) ||
 	    nla_put_u32(skb, MGCAP_A_DEV_LINK_TYPE, cap->link_type) ||
 	    nla_put_string(skb, MGCAP_A_DEV_CHARDEV, cap->chardev_name))
+		goto cancel;
+	/* the device's timestamp setting, if it has one, while capturing */
+	if (!READ_ONCE(cap->stopped) && cap->dev &&
+	    !mgcap_nl_hwts_query(cap->dev, &hwts) &&
+	    (nla_put_u32(skb, MGCAP_A_DEV_HWTSTAMP_RX, hwts.rx_filter) ||
+	     nla_put_u32(skb, MGCAP_A_DEV_HWTSTAMP_TX, hwts.tx_type)))
 		goto cancel;
 	mgcap_capture_stats(cap, &total);
 	if (mgcap_nl_put_stats(skb, MGCAP_A_DEV_STATS, -1, &total))
@@ -372,8 +392,40 @@ out:
 	return err;
 }
 
-static int mgcap_nl_hwtstamp_doit(struct sk_buff *skb, struct genl_info *info)
+static int mgcap_nl_reply_hwts(struct genl_info *info, struct net_device *dev,
+			       const struct hwtstamp_config *cfg)
 {
+	struct sk_buff *msg;
+	void *hdr;
+
+	msg = genlmsg_new(NLMSG_ALIGN(GENL_HDRLEN) + nla_total_size(IFNAMSIZ) +
+			  3 * nla_total_size(sizeof(u32)), GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+	hdr = genlmsg_put_reply(msg, info, &mgcap_nl_family, 0,
+				info->genlhdr->cmd);
+	if (!hdr ||
+	    nla_put_u32(msg, MGCAP_A_DEV_IFINDEX, dev->ifindex) ||
+	    nla_put_string(msg, MGCAP_A_DEV_IFNAME, dev->name) ||
+	    nla_put_u32(msg, MGCAP_A_DEV_HWTSTAMP_RX, cfg->rx_filter) ||
+	    nla_put_u32(msg, MGCAP_A_DEV_HWTSTAMP_TX, cfg->tx_type)) {
+		nlmsg_free(msg);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+}
+
+/* the attribute that named the device, for NL_SET_BAD_ATTR */
+static struct nlattr *mgcap_nl_dev_attr(struct genl_info *info)
+{
+	return info->attrs[MGCAP_A_DEV_IFINDEX] ?: info->attrs[MGCAP_A_DEV_IFNAME];
+}
+
+static int mgcap_nl_hwtstamp_get_doit(struct sk_buff *skb,
+				      struct genl_info *info)
+{
+	struct hwtstamp_config cfg;
 	struct net_device *dev;
 	int err;
 
@@ -381,11 +433,65 @@ static int mgcap_nl_hwtstamp_doit(struct sk_buff *skb, struct genl_info *info)
 	dev = mgcap_nl_dev(info);
 	if (IS_ERR(dev)) {
 		err = PTR_ERR(dev);
-	} else {
-		NL_SET_ERR_MSG_MOD(info->extack,
-				   "hardware timestamp configuration is not implemented yet");
-		err = -EOPNOTSUPP;
+		goto out;
 	}
+	err = mgcap_hwtstamp_get(dev, &cfg, info->extack);
+	if (err) {
+		NL_SET_BAD_ATTR(info->extack, mgcap_nl_dev_attr(info));
+		goto out;
+	}
+	err = mgcap_nl_reply_hwts(info, dev, &cfg);
+out:
+	rtnl_unlock();
+	return err;
+}
+
+/*
+ * rx and tx not given keep the device's current values.  The reply holds
+ * what the driver applied, which may be a wider filter than asked for.
+ */
+static int mgcap_nl_hwtstamp_set_doit(struct sk_buff *skb,
+				      struct genl_info *info)
+{
+	struct nlattr *rx = info->attrs[MGCAP_A_DEV_HWTSTAMP_RX];
+	struct nlattr *tx = info->attrs[MGCAP_A_DEV_HWTSTAMP_TX];
+	struct hwtstamp_config cfg;
+	struct net_device *dev;
+	int err;
+
+	if (!rx && !tx) {
+		NL_SET_ERR_MSG_MOD(info->extack,
+				   "nothing to set (hwtstamp-rx or hwtstamp-tx)");
+		return -EINVAL;
+	}
+	rtnl_lock();
+	if (mgcap_nl_closing) {
+		NL_SET_ERR_MSG_MOD(info->extack, "module is unloading");
+		err = -ENODEV;
+		goto out;
+	}
+	dev = mgcap_nl_dev(info);
+	if (IS_ERR(dev)) {
+		err = PTR_ERR(dev);
+		goto out;
+	}
+	err = mgcap_hwtstamp_get(dev, &cfg, info->extack);
+	if (err) {
+		NL_SET_BAD_ATTR(info->extack, mgcap_nl_dev_attr(info));
+		goto out;
+	}
+	if (rx)
+		cfg.rx_filter = nla_get_u32(rx);
+	if (tx)
+		cfg.tx_type = nla_get_u32(tx);
+	err = mgcap_hwtstamp_set(dev, &cfg, info->extack);
+	if (err) {
+		if (err == -ERANGE && rx)
+			NL_SET_BAD_ATTR(info->extack, rx);
+		goto out;
+	}
+	err = mgcap_nl_reply_hwts(info, dev, &cfg);
+out:
 	rtnl_unlock();
 	return err;
 }
@@ -422,13 +528,13 @@ static const struct genl_ops mgcap_nl_ops[] = {
 	},
 	{
 		.cmd = MGCAP_CMD_HWTSTAMP_GET,
-		.doit = mgcap_nl_hwtstamp_doit,
+		.doit = mgcap_nl_hwtstamp_get_doit,
 		.policy = mgcap_dev_select_policy,
 		.maxattr = ARRAY_SIZE(mgcap_dev_select_policy) - 1,
 	},
 	{
 		.cmd = MGCAP_CMD_HWTSTAMP_SET,
-		.doit = mgcap_nl_hwtstamp_doit,
+		.doit = mgcap_nl_hwtstamp_set_doit,
 		.policy = mgcap_hwtstamp_set_policy,
 		.maxattr = ARRAY_SIZE(mgcap_hwtstamp_set_policy) - 1,
 		.flags = GENL_UNS_ADMIN_PERM,

@@ -147,6 +147,7 @@ void mgcap_ring_stats_add(struct mgcap_ring *ring, struct mgcap_stats *sum)
 		s.ring_full_drops = READ_ONCE(p->ring_full_drops);
 		s.consumed_packets = READ_ONCE(p->consumed_packets);
 		s.copy_errors = READ_ONCE(p->copy_errors);
+		s.hw_stamped_packets = READ_ONCE(p->hw_stamped_packets);
 	} while (u64_stats_fetch_retry(&ring->syncp, start));
 
 	sum->seen_packets += s.seen_packets;
@@ -156,4 +157,5 @@ void mgcap_ring_stats_add(struct mgcap_ring *ring, struct mgcap_stats *sum)
 	sum->ring_full_drops += s.ring_full_drops;
 	sum->consumed_packets += s.consumed_packets;
 	sum->copy_errors += s.copy_errors;
+	sum->hw_stamped_packets += s.hw_stamped_packets;
 }

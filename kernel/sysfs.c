@@ -60,7 +60,7 @@ static ssize_t per_cpu_stats_show(struct device *d,
 	int len;
 
 	len = sysfs_emit(buf,
-			 "cpu seen_packets seen_bytes captured_packets captured_bytes ring_full_drops consumed_packets copy_errors\n");
+			 "cpu seen_packets seen_bytes captured_packets captured_bytes ring_full_drops consumed_packets copy_errors hw_stamped_packets\n");
 	for (cpu = 0; cpu < cap->nr_rings; cpu++) {
 		struct mgcap_stats s = {};
 
@@ -68,11 +68,11 @@ static ssize_t per_cpu_stats_show(struct device *d,
 			continue;
 		mgcap_ring_stats_add(cap->rings[cpu], &s);
 		len += sysfs_emit_at(buf, len,
-				     "%u %llu %llu %llu %llu %llu %llu %llu\n",
+				     "%u %llu %llu %llu %llu %llu %llu %llu %llu\n",
 				     cpu, s.seen_packets, s.seen_bytes,
 				     s.captured_packets, s.captured_bytes,
 				     s.ring_full_drops, s.consumed_packets,
-				     s.copy_errors);
+				     s.copy_errors, s.hw_stamped_packets);
 	}
 	return len;
 }
@@ -111,6 +111,7 @@ MGCAP_STAT_ATTR(captured_bytes);
 MGCAP_STAT_ATTR(ring_full_drops);
 MGCAP_STAT_ATTR(consumed_packets);
 MGCAP_STAT_ATTR(copy_errors);
+MGCAP_STAT_ATTR(hw_stamped_packets);
 
 static struct attribute *mgcap_stat_attrs[] = {
 	&dev_attr_seen_packets.attr,
@@ -120,6 +121,7 @@ static struct attribute *mgcap_stat_attrs[] = {
 	&dev_attr_ring_full_drops.attr,
 	&dev_attr_consumed_packets.attr,
 	&dev_attr_copy_errors.attr,
+	&dev_attr_hw_stamped_packets.attr,
 	NULL,
 };
 

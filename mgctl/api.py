@@ -7,6 +7,14 @@
         m.stop("eth1")
 
 Errors from the kernel raise MgcapError carrying the kernel's extack message.
+
+Hardware timestamping (docs/hwtstamp.md), e.g. for the length of a capture:
+
+    with Mgcap() as m:
+        before = m.hwtstamp_get("eth1")          # HwTstamp(rx="none", tx="off", ...)
+        applied = m.hwtstamp_set("eth1", rx="all")
+        ...
+        m.hwtstamp_set("eth1", rx=before.rx, tx=before.tx)
 """
 
 import errno
@@ -48,6 +56,9 @@ class DevState:
     chardev: str | None = None
     stats: dict[str, int] = field(default_factory=dict)
     cpu_stats: list[dict[str, int]] = field(default_factory=list)
+    # the device's timestamp setting while capturing (None: it cannot stamp)
+    hwtstamp_rx: str | None = None
+    hwtstamp_tx: str | None = None
 
     def settings(self) -> dict[str, Any]:
         return {"mode": self.mode, "snaplen": self.snaplen, "ring_size": self.ring_size}
@@ -68,11 +79,34 @@ class DevState:
                 link_type=self.link_type,
                 chardev=self.chardev,
             )
+            if self.hwtstamp_rx is not None:
+                out["hwtstamp"] = {"rx": self.hwtstamp_rx, "tx": self.hwtstamp_tx}
         if stats >= 1 and self.stats:
             out["stats"] = dict(self.stats)
         if stats >= 2 and self.cpu_stats:
             out["cpu_stats"] = [dict(c) for c in self.cpu_stats]
         return out
+
+
+@dataclass(frozen=True)
+class HwTstamp:
+    """A device's hardware timestamping, as its driver applied it.
+
+    rx: a hwtstamp-rx name of the spec ("none", "all", "ptp-v2-event", ...);
+    tx: a hwtstamp-tx name ("off", "on", ...). A value the spec does not know
+    is given as its number, in decimal."""
+
+    ifindex: int
+    ifname: str
+    rx: str
+    tx: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ifindex": self.ifindex, "ifname": self.ifname, "rx": self.rx, "tx": self.tx}
+
+
+# short names the command line and the API accept for receive filters
+RX_ALIASES = {"ptp": "ptp-v2-event"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +129,13 @@ def _stats(d: dict[str, Any]) -> dict[str, int]:
     return {k: int(d.get(k.replace("_", "-"), 0)) for k in STAT_KEYS}
 
 
+def _enum_name(fam: spec.Family, enum: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    names = {v: n for n, v in fam.enums[enum].items()}
+    return names.get(int(value), str(value))
+
+
 def to_state(fam: spec.Family, d: dict[str, Any]) -> DevState:
     capturing = bool(d.get("capturing"))
     mode = d.get("mode")
@@ -111,6 +152,17 @@ def to_state(fam: spec.Family, d: dict[str, Any]) -> DevState:
         chardev=f"/dev/{chardev}" if chardev else None,
         stats=_stats(d["stats"]) if "stats" in d else {},
         cpu_stats=[{"cpu": int(c.get("cpu", 0)), **_stats(c)} for c in d.get("cpu-stats", [])],
+        hwtstamp_rx=_enum_name(fam, "hwtstamp-rx", d.get("hwtstamp-rx")),
+        hwtstamp_tx=_enum_name(fam, "hwtstamp-tx", d.get("hwtstamp-tx")),
+    )
+
+
+def to_hwtstamp(fam: spec.Family, d: dict[str, Any]) -> HwTstamp:
+    return HwTstamp(
+        ifindex=int(d["ifindex"]),
+        ifname=str(d["ifname"]),
+        rx=_enum_name(fam, "hwtstamp-rx", d.get("hwtstamp-rx", 0)) or "none",
+        tx=_enum_name(fam, "hwtstamp-tx", d.get("hwtstamp-tx", 0)) or "off",
     )
 
 
@@ -223,17 +275,38 @@ class Mgcap:
         assert after is not None
         return Result(after.settings() != before.settings(), after)
 
-    def hwtstamp_get(self, dev: str) -> dict[str, Any]:
-        return self._request("hwtstamp-get", ifname=dev) or {}
+    def _hwtstamp(self, dev: str, op: str, **attrs: Any) -> HwTstamp:
+        try:
+            reply = self._request(op, ifname=dev, **attrs)
+        except MgcapError as e:
+            # "eth1: hardware timestamping not supported"
+            msg = e.message.removeprefix("mgcap: ")
+            raise MgcapError(msg if msg.startswith(f"{dev}: ") else f"{dev}: {msg}", e.code) from e
+        assert reply is not None
+        return to_hwtstamp(self.family, reply)
 
-    def hwtstamp_set(self, dev: str, rx: str | None, tx: str | None) -> dict[str, Any]:
+    def hwtstamp_get(self, dev: str) -> HwTstamp:
+        """The device's hardware timestamping as its driver reports it.
+        MgcapError (code EOPNOTSUPP) if the device cannot stamp."""
+        return self._hwtstamp(dev, "hwtstamp-get")
+
+    def hwtstamp_set(self, dev: str, rx: str | None = None, tx: str | None = None) -> HwTstamp:
+        """Configure hardware timestamping (None keeps the current value); returns what
+        the driver applied, which may be a wider receive filter than rx. rx: a
+        hwtstamp-rx name or "ptp" (ptp-v2-event); tx: "off", "on", ... Needs
+        CAP_NET_ADMIN. The kernel saves the device's configuration before the first
+        change and puts it back when capture on the device stops and at module
+        unload (docs/hwtstamp.md); a caller that wants the previous setting back
+        earlier sets it again itself (hwtstamp_get before, hwtstamp_set after)."""
+        if rx is None and tx is None:
+            raise MgcapError("nothing to set: give rx and/or tx", errno.EINVAL)
         enums = self.family.enums
         try:
-            rx_v = None if rx is None else enums["hwtstamp-rx"][rx]
+            rx_v = None if rx is None else enums["hwtstamp-rx"][RX_ALIASES.get(rx, rx)]
             tx_v = None if tx is None else enums["hwtstamp-tx"][tx]
         except KeyError as e:
             raise MgcapError(f"unknown timestamp setting {e.args[0]}", errno.EINVAL) from None
-        return self._request("hwtstamp-set", ifname=dev, hwtstamp_rx=rx_v, hwtstamp_tx=tx_v) or {}
+        return self._hwtstamp(dev, "hwtstamp-set", hwtstamp_rx=rx_v, hwtstamp_tx=tx_v)
 
     def monitor(self) -> Iterator[Event]:
         kinds = {"dev-start-ntf": "start", "dev-stop-ntf": "stop", "dev-change-ntf": "change"}

@@ -22,13 +22,11 @@ import typer
 from typer.core import TyperGroup
 
 from mgctl import output, spec
-from mgctl.api import Mgcap, MgcapError, Result
+from mgctl.api import RX_ALIASES, Mgcap, MgcapError, Result
 from mgctl.output import Style
 
 COMMAND_ORDER = ("show", "start", "stop", "set", "monitor", "hwtstamp", "help")
 KEYWORDS = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-RX_ALIASES = {"ptp": "ptp-v2-event"}
 
 
 class PrefixGroup(TyperGroup):
@@ -258,31 +256,15 @@ def help_(ctx: typer.Context) -> None:
     typer.echo(ctx.find_root().get_help())
 
 
-def _hwt_names() -> dict[str, dict[int, str]]:
-    enums = spec.family().enums
-    return {k: {v: n for n, v in enums[k].items()} for k in ("hwtstamp-rx", "hwtstamp-tx")}
-
-
 HWT_SHOW_USAGE = "mgctl hwtstamp show dev IF"
 HWT_SET_USAGE = "mgctl hwtstamp set dev IF [rx none|all|ptp|FILTER] [tx off|on]"
 
 
-@hwtstamp_app.command("show", context_settings=KEYWORDS, help=HWT_SHOW_USAGE)
-def hwtstamp_show(ctx: typer.Context) -> None:
-    kw = parse_keywords(ctx.args, {"dev": _ifname}, required=("dev",), usage=HWT_SHOW_USAGE)
-    with connect() as m:
-        try:
-            reply = m.hwtstamp_get(kw["dev"])
-        except MgcapError as e:
-            fail(e)
-    output.hwtstamp(kw["dev"], reply, style_of(ctx), _hwt_names())
-
-
-@hwtstamp_app.command("set", context_settings=KEYWORDS, help=HWT_SET_USAGE)
-def hwtstamp_set(ctx: typer.Context) -> None:
+def hwtstamp_set_args(args: list[str]) -> dict[str, Any]:
+    """dev, and rx and/or tx (rx "ptp" is ptp-v2-event)."""
     enums = spec.family().enums
     kw = parse_keywords(
-        ctx.args,
+        args,
         {
             "dev": _ifname,
             "rx": _choice("rx", list(enums["hwtstamp-rx"]), RX_ALIASES),
@@ -293,12 +275,30 @@ def hwtstamp_set(ctx: typer.Context) -> None:
     )
     if "rx" not in kw and "tx" not in kw:
         raise Usage(f"nothing to set; usage: {HWT_SET_USAGE}")
+    return kw
+
+
+@hwtstamp_app.command("show", context_settings=KEYWORDS, help=HWT_SHOW_USAGE)
+def hwtstamp_show(ctx: typer.Context) -> None:
+    kw = parse_keywords(ctx.args, {"dev": _ifname}, required=("dev",), usage=HWT_SHOW_USAGE)
     with connect() as m:
         try:
-            reply = m.hwtstamp_set(kw["dev"], kw.get("rx"), kw.get("tx"))
+            state = m.hwtstamp_get(kw["dev"])
         except MgcapError as e:
             fail(e)
-    output.hwtstamp(kw["dev"], reply, style_of(ctx), _hwt_names())
+    output.hwtstamp(state, style_of(ctx))
+
+
+@hwtstamp_app.command("set", context_settings=KEYWORDS, help=HWT_SET_USAGE)
+def hwtstamp_set(ctx: typer.Context) -> None:
+    """Prints what the driver applied (it may widen the receive filter)."""
+    kw = hwtstamp_set_args(ctx.args)
+    with connect() as m:
+        try:
+            state = m.hwtstamp_set(kw["dev"], kw.get("rx"), kw.get("tx"))
+        except MgcapError as e:
+            fail(e)
+    output.hwtstamp(state, style_of(ctx))
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from mgctl.api import STAT_KEYS, DevState, Event, Result
+from mgctl.api import STAT_KEYS, DevState, Event, HwTstamp, Result
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,13 @@ def emit_json(obj: Any, style: Style) -> None:
 def _settings_text(s: DevState) -> str:
     if not s.capturing:
         return "not capturing"
-    return (
+    text = (
         f"capturing mode {s.mode} snaplen {s.snaplen} ring-size {s.ring_size} "
         f"rings {s.nr_rings} chardev {s.chardev}"
     )
+    if s.hwtstamp_rx is not None:
+        text += f" hwtstamp rx {s.hwtstamp_rx} tx {s.hwtstamp_tx}"
+    return text
 
 
 def _stats_text(stats: dict[str, int]) -> str:
@@ -44,7 +47,7 @@ def _stats_text(stats: dict[str, int]) -> str:
         f"seen {stats['seen_packets']} packets {stats['seen_bytes']} bytes  "
         f"captured {stats['captured_packets']} packets {stats['captured_bytes']} bytes  "
         f"ring-full-drops {stats['ring_full_drops']}  consumed {stats['consumed_packets']}  "
-        f"copy-errors {stats['copy_errors']}"
+        f"copy-errors {stats['copy_errors']}  hw-stamped {stats['hw_stamped_packets']}"
     )
 
 
@@ -118,12 +121,8 @@ def event(ev: Event, style: Style) -> None:
     print(line, flush=True)
 
 
-def hwtstamp(
-    dev: str, reply: dict[str, Any], style: Style, names: dict[str, dict[int, str]]
-) -> None:
-    rx = names["hwtstamp-rx"].get(reply.get("hwtstamp-rx", -1), str(reply.get("hwtstamp-rx")))
-    tx = names["hwtstamp-tx"].get(reply.get("hwtstamp-tx", -1), str(reply.get("hwtstamp-tx")))
+def hwtstamp(state: HwTstamp, style: Style) -> None:
     if style.json:
-        emit_json({"ifname": dev, "rx": rx, "tx": tx}, style)
+        emit_json(state.to_json(), style)
     else:
-        print(f"{dev}: rx {rx} tx {tx}")
+        print(f"{state.ifname}: rx {state.rx} tx {state.tx}")

@@ -44,6 +44,7 @@ ProducerPage = Struct(
     "ring_full_drops" / Int64un,
     "consumed_packets" / Int64un,
     "copy_errors" / Int64un,
+    "hw_stamped_packets" / Int64un,
 )
 
 Info = Struct(
@@ -66,6 +67,7 @@ Stats = Struct(
     "ring_full_drops" / Int64un,
     "consumed_packets" / Int64un,
     "copy_errors" / Int64un,
+    "hw_stamped_packets" / Int64un,
 )
 
 STAT_FIELDS: Final = (
@@ -76,6 +78,7 @@ STAT_FIELDS: Final = (
     "ring_full_drops",
     "consumed_packets",
     "copy_errors",
+    "hw_stamped_packets",
 )
 
 _IOC_WRITE: Final = 1
@@ -90,4 +93,6 @@ def _ioc(direction: int, nr: int, size: int) -> int:
 IOC_BIND_RING: Final = _ioc(_IOC_WRITE, 1, 4)
 IOC_GET_INFO: Final = _ioc(_IOC_READ, 2, Info.sizeof())
 IOC_GET_STATS: Final = _ioc(_IOC_READ, 3, Stats.sizeof())
+# the number before hw_stamped_packets was appended (still served, 7 counters)
+IOC_GET_STATS_V1: Final = _ioc(_IOC_READ, 3, 7 * 8)
 IOC_SET_IFID: Final = _ioc(_IOC_WRITE, 4, 4)

@@ -30,7 +30,8 @@
  *
  * The timestamp counts nanoseconds since the Unix epoch (if_tsresol = 9): the
  * NIC's hardware stamp when the frame carries one, else the kernel's real
- * time clock when the frame reached mgcap.  caplen = min(snaplen, origlen).
+ * time clock when the frame reached mgcap; hw_stamped_packets counts the
+ * records of the first kind.  caplen = min(snaplen, origlen).
  * A VLAN tag that was stripped into packet metadata by the NIC or the stack
  * is put back into the frame (and counted in origlen), so the frame is what
  * was on the wire.  Records carry no options, so a record is
@@ -130,6 +131,7 @@ struct mgcap_producer_page {
 	__u64 ring_full_drops;	/* frames lost because the ring was full */
 	__u64 consumed_packets;	/* frames consumed in drop mode */
 	__u64 copy_errors;	/* frames that could not be copied */
+	__u64 hw_stamped_packets; /* records stamped by the NIC's clock */
 };
 
 /* MGCAP_IOC_GET_INFO fills this */
@@ -154,6 +156,7 @@ struct mgcap_stats {
 	__u64 ring_full_drops;
 	__u64 consumed_packets;
 	__u64 copy_errors;
+	__u64 hw_stamped_packets;	/* records stamped by the NIC's clock */
 };
 
 #define MGCAP_RING_UNBOUND	(~0U)
@@ -162,6 +165,9 @@ struct mgcap_stats {
 /* bind this file to one ring (a CPU number); MGCAP_RING_UNBOUND unbinds */
 #define MGCAP_IOC_BIND_RING	_IOW(MGCAP_IOC_MAGIC, 1, __u32)
 #define MGCAP_IOC_GET_INFO	_IOR(MGCAP_IOC_MAGIC, 2, struct mgcap_info)
+/* (the size, and so the number, grew with hw_stamped_packets; the number of
+ * the older, shorter struct still works and fills the fields it had)
+ */
 #define MGCAP_IOC_GET_STATS	_IOR(MGCAP_IOC_MAGIC, 3, struct mgcap_stats)
 /* set the interface_id written into records from now on */
 #define MGCAP_IOC_SET_IFID	_IOW(MGCAP_IOC_MAGIC, 4, __u32)

@@ -3,7 +3,7 @@
 import pytest
 from typer.testing import CliRunner
 
-from mgctl import cli
+from mgctl import api, cli, spec
 
 runner = CliRunner()
 
@@ -76,3 +76,46 @@ def test_usage_error_through_main(
         cli.main()
     assert e.value.code == 2
     assert capsys.readouterr().err == 'Error: mode "sideways" is not one of drop, mirror\n'
+
+
+def test_hwtstamp_set_arguments() -> None:
+    assert cli.hwtstamp_set_args(["dev", "eth1", "rx", "ptp"]) == {
+        "dev": "eth1",
+        "rx": "ptp-v2-event",
+    }
+    assert cli.hwtstamp_set_args(["tx", "on", "dev", "eth1", "rx", "ptp-v2-l4-event"]) == {
+        "dev": "eth1",
+        "rx": "ptp-v2-l4-event",
+        "tx": "on",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["dev", "eth1"], "nothing to set; usage: mgctl hwtstamp set dev IF"),
+        (["rx", "all"], '"dev" is required'),
+        (["dev", "eth1", "rx", "most"], 'rx "most" is not one of none, all, some, '),
+        (["dev", "eth1", "tx", "maybe"], 'tx "maybe" is not one of off, on, '),
+        (["dev", "eth1", "rx", "all", "rx", "none"], '"rx" given twice'),
+    ],
+)
+def test_hwtstamp_set_usage_errors(args: list[str], message: str) -> None:
+    with pytest.raises(cli.Usage) as e:
+        cli.hwtstamp_set_args(args)
+    assert str(e.value).startswith(message)
+
+
+def test_hwtstamp_reply_and_dev_state_decoding() -> None:
+    fam = spec.family()
+    hw = api.to_hwtstamp(fam, {"ifindex": 3, "ifname": "eth1", "hwtstamp-rx": 12, "hwtstamp-tx": 1})
+    assert hw == api.HwTstamp(ifindex=3, ifname="eth1", rx="ptp-v2-event", tx="on")
+    assert hw.to_json() == {"ifindex": 3, "ifname": "eth1", "rx": "ptp-v2-event", "tx": "on"}
+    # a filter newer than the spec: its number
+    assert api.to_hwtstamp(fam, {"ifindex": 3, "ifname": "eth1", "hwtstamp-rx": 99}).rx == "99"
+    base = {"ifindex": 3, "ifname": "eth1", "capturing": 1, "mode": 2, "chardev": "mgcap/eth1"}
+    with_hw = api.to_state(fam, {**base, "hwtstamp-rx": 1, "hwtstamp-tx": 0}).to_json()
+    assert with_hw["hwtstamp"] == {"rx": "all", "tx": "off"}
+    assert "hwtstamp" not in api.to_state(fam, base).to_json()
+    stats = api.to_state(fam, {**base, "stats": {"hw-stamped-packets": 5}}).to_json(1)
+    assert stats["stats"]["hw_stamped_packets"] == 5

@@ -121,8 +121,10 @@ ERRORS = [
      "[snaplen N] [ring-size N]"),
     ("set dev lo", 2, "Error: nothing to set; usage: mgctl set dev IF [mode drop|mirror] "
      "[snaplen N]"),
-    ("hwtstamp show dev lo", 1,
-     "Error: mgcap: hardware timestamp configuration is not implemented yet."),
+    ("hwtstamp show dev lo", 1, "Error: lo: hardware timestamping not supported."),
+    ("hwtstamp set dev lo rx all", 1, "Error: lo: hardware timestamping not supported."),
+    ("hwtstamp set dev lo", 2, "Error: nothing to set; usage: mgctl hwtstamp set dev IF "
+     "[rx none|all|ptp|FILTER] [tx off|on]"),
 ]  # fmt: skip
 
 

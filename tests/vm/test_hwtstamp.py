@@ -1,0 +1,377 @@
+"""Hardware timestamps end to end: hwtstamp-get/set against a driver (the test NIC mgts,
+tests/kmod/mgts, and qemu's e1000e when the VM has one), the stamps in the records and
+in tshark, the hw_stamped_packets counter, restore on stop / unload, and the errors."""
+
+import ctypes
+import errno
+import fcntl
+import os
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from mgctl import uapi
+from mgctl.api import Mgcap, MgcapError
+from mgctl.chardev import CaptureDevice, device_path
+from mgctl.record import iter_records
+from tests.vm.conftest import (
+    BUILD,
+    Module,
+    VethPair,
+    eventually,
+    mgctl,
+    mgctl_json,
+    read_raw,
+    run_mgctl,
+    sh,
+    sysctl,
+    tshark_fields,
+)
+
+MGTS_KO = BUILD / "mgts" / "mgts.ko"
+MGTS_PARAMS = Path("/sys/module/mgts/parameters")
+DEV = "mgts0"
+SIOCSHWTSTAMP, SIOCGHWTSTAMP = 0x89B0, 0x89B1
+# enum hwtstamp_rx_filters / hwtstamp_tx_types
+RX_NONE, RX_ALL, RX_PTP_V2_EVENT = 0, 1, 12
+TX_OFF, TX_ON = 0, 1
+BASE_NS = 1_700_000_000_123_456_789
+STEP_NS = 1_000_001
+ETH_P_TEST = 0x88B5  # local experimental: nothing in the stack reacts to it
+
+
+class Mgts:
+    """The test NIC: load with parameters, set the stamp sequence, send frames."""
+
+    def __init__(self) -> None:
+        self.loaded = False
+
+    def load(self, **params: object) -> str:
+        assert MGTS_KO.exists(), f"{MGTS_KO} not built"
+        args = " ".join(f"{k}={v}" for k, v in params.items())
+        sh(f"insmod {MGTS_KO} {args}")
+        self.loaded = True
+        # nothing but the test's own frames: no IPv6 (MLD, ND), no address
+        sysctl(f"net.ipv6.conf.{DEV}.disable_ipv6", "1")
+        sh(f"ip link set {DEV} up")
+        return DEV
+
+    def unload(self) -> None:
+        sh("rmmod mgts")
+        self.loaded = False
+
+    def sequence(self, base: int = BASE_NS, step: int = STEP_NS, start: int = 0) -> None:
+        (MGTS_PARAMS / "ts_base_ns").write_text(str(base))
+        (MGTS_PARAMS / "ts_step_ns").write_text(str(step))
+        (MGTS_PARAMS / "ts_next").write_text(str(start))
+
+    def next_index(self) -> int:
+        return int((MGTS_PARAMS / "ts_next").read_text())
+
+
+@pytest.fixture
+def mgts() -> Iterator[Mgts]:
+    if Path("/sys/module/mgts").exists():
+        sh("rmmod mgts")
+    m = Mgts()
+    yield m
+    if Path("/sys/module/mgts").exists():
+        sh("rmmod mgts")
+
+
+def send_frames(ifname: str, count: int, dst: bytes = b"\x02\x00\x00\x00\x00\x01") -> None:
+    """count frames of ETH_P_TEST (to a MAC that is not the device's: the stack drops
+    them after mgcap), one thread, in order."""
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+        s.bind((ifname, 0))
+        src = s.getsockname()[4]
+        for i in range(count):
+            payload = i.to_bytes(4, "big") + bytes(42)
+            s.send(dst + src + ETH_P_TEST.to_bytes(2, "big") + payload)
+
+
+def hwts_ioctl(ifname: str, cmd: int, rx: int = 0, tx: int = 0) -> tuple[int, int]:
+    """SIOC[GS]HWTSTAMP through the kernel's own ioctl path (what ptp4l or hwstamp_ctl
+    do): returns (rx_filter, tx_type) as the driver reports or applied them."""
+    cfg = ctypes.create_string_buffer(struct.pack("=iii", 0, tx, rx), 12)
+    ifr = struct.pack("=16sQ", ifname.encode(), ctypes.addressof(cfg)).ljust(40, b"\0")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s.fileno(), cmd, ifr)
+    _, tx_type, rx_filter = struct.unpack("=iii", cfg.raw)
+    return rx_filter, tx_type
+
+
+def hwts(ifname: str) -> tuple[int, int]:
+    return hwts_ioctl(ifname, SIOCGHWTSTAMP)
+
+
+def wait_captured(mgcap: Module, ifname: str, count: int) -> None:
+    assert eventually(lambda: mgcap.stat(ifname, "captured_packets") >= count), mgcap.stats(ifname)
+
+
+def epoch_ns(text: str) -> int:
+    """tshark's frame.time_epoch ("1700000000.123456789") as integer nanoseconds."""
+    return int(Decimal(text) * 1_000_000_000)
+
+
+@pytest.mark.parametrize("legacy", [0, 1], ids=["ndo", "ioctl"])
+def test_set_get_widening_and_errors(mgcap: Module, mgts: Mgts, legacy: int) -> None:
+    """Both driver APIs (legacy=1: ndo_eth_ioctl even on kernels with ndo_hwtstamp_*):
+    what mgctl reports is what the driver applied, as the kernel's own ioctl sees it."""
+    mgts.load(legacy=legacy)
+    mgcap.load()
+    assert mgctl_json(f"hwtstamp show dev {DEV}") == {
+        "ifindex": int(Path(f"/sys/class/net/{DEV}/ifindex").read_text()),
+        "ifname": DEV,
+        "rx": "none",
+        "tx": "off",
+    }
+    # the driver widens a PTP v2 L4 filter to all PTP v2 events: reported as applied
+    out = mgctl_json(f"hwtstamp set dev {DEV} rx ptp-v2-l4-event")
+    assert (out["rx"], out["tx"]) == ("ptp-v2-event", "off")
+    assert hwts(DEV) == (RX_PTP_V2_EVENT, TX_OFF)
+    # tx alone keeps rx
+    out = mgctl_json(f"hwtstamp set dev {DEV} tx on")
+    assert (out["rx"], out["tx"]) == ("ptp-v2-event", "on")
+    assert hwts(DEV) == (RX_PTP_V2_EVENT, TX_ON)
+    # PTP v1 / NTP widen to all; "ptp" is ptp-v2-event
+    assert mgctl_json(f"hwtstamp set dev {DEV} rx ntp-all tx off")["rx"] == "all"
+    assert mgctl_json(f"hwtstamp set dev {DEV} rx ptp")["rx"] == "ptp-v2-event"
+    p = run_mgctl(f"hwtstamp set dev {DEV} rx all")
+    assert (p.returncode, p.stdout, p.stderr) == (0, f"{DEV}: rx all tx off\n", "")
+    assert run_mgctl(f"hwtstamp show dev {DEV}").stdout == f"{DEV}: rx all tx off\n"
+    # a setting the device cannot do: refused, nothing changes
+    p = run_mgctl(f"hwtstamp set dev {DEV} tx onestep-sync")
+    assert p.returncode == 1
+    assert p.stderr in (
+        f"Error: {DEV}: the device cannot stamp with this setting.\n",
+        f"Error: {DEV}: mgts: timestamp setting not supported.\n",  # the driver's extack
+    )
+    assert hwts(DEV) == (RX_ALL, TX_OFF)
+    # the Python API mgdump uses
+    with Mgcap() as m:
+        before = m.hwtstamp_get(DEV)
+        assert (before.ifname, before.rx, before.tx) == (DEV, "all", "off")
+        applied = m.hwtstamp_set(DEV, rx="ptp-v2-l2-event", tx="on")
+        assert (applied.rx, applied.tx) == ("ptp-v2-event", "on")
+        back = m.hwtstamp_set(DEV, rx=before.rx, tx=before.tx)
+        assert (back.rx, back.tx) == ("all", "off")
+        with pytest.raises(MgcapError) as e:
+            m.hwtstamp_set(DEV, rx="sideways")
+        assert e.value.code == errno.EINVAL
+
+
+@pytest.mark.parametrize("legacy", [0, 1], ids=["ndo", "ioctl"])
+def test_hw_stamps_are_the_nics_sequence(
+    mgcap: Module, mgts: Mgts, legacy: int, tmp_path: Path
+) -> None:
+    """rx all: every record carries the NIC's stamp, exactly, down to the nanosecond in
+    tshark; hw_stamped_packets counts them in sysfs, netlink and the ioctl."""
+    mgts.load(legacy=legacy)
+    mgcap.load()
+    n = 25
+    assert run_mgctl(f"start dev {DEV}").returncode == 0
+    assert mgctl_json(f"hwtstamp set dev {DEV} rx all")["rx"] == "all"
+    mgts.sequence()
+    send_frames(DEV, n)
+    wait_captured(mgcap, DEV, n)
+    assert mgts.next_index() == n
+
+    out = tmp_path / "hw.pcapng"
+    sh(f"python -m mgctl.rawdump {DEV} {out} --count {n}", timeout=600)
+    rows = tshark_fields(out, "frame.time_epoch", "eth.type", "frame.len")
+    assert len(rows) == n
+    want = [BASE_NS + i * STEP_NS for i in range(n)]
+    # an unbound read goes ring by ring: the stamps, sorted, are the sequence exactly
+    assert sorted(epoch_ns(r[0]) for r in rows) == want
+    assert {(r[1], r[2]) for r in rows} == {("0x88b5", "60")}
+
+    stats = mgcap.stats(DEV)
+    assert stats["captured_packets"] == stats["hw_stamped_packets"] == n
+    per_cpu = Path(f"/sys/class/mgcap/{DEV}/per_cpu_stats").read_text().splitlines()
+    assert per_cpu[0].split()[-1] == "hw_stamped_packets"
+    assert sum(int(line.split()[-1]) for line in per_cpu[1:]) == n
+    s = mgctl_json(f"-s -s show dev {DEV}")[0]
+    assert s["stats"]["hw_stamped_packets"] == n
+    assert sum(c["hw_stamped_packets"] for c in s["cpu_stats"]) == n
+    # dev-get of a capturing device that can stamp shows its setting
+    assert s["hwtstamp"] == {"rx": "all", "tx": "off"}
+    assert "hw-stamped 25" in run_mgctl(f"-s show dev {DEV}").stdout
+    with CaptureDevice(device_path(DEV), nonblock=True) as cd:
+        assert cd.stats()["hw_stamped_packets"] == n
+        # the ioctl number from before the counter was appended: the first 7 counters
+        buf = bytearray(7 * 8)
+        fcntl.ioctl(cd.fd, uapi.IOC_GET_STATS_V1, buf)
+        assert struct.unpack("=7Q", buf)[2] == n  # captured_packets
+
+
+def test_software_stamps_when_off_and_mixed_counts(mgcap: Module, mgts: Mgts) -> None:
+    """rx none: the NIC stamps nothing, records carry the kernel's clock and the counter
+    stays; then on: only the stamped ones count."""
+    mgts.load()
+    mgcap.load()
+    assert run_mgctl(f"start dev {DEV}").returncode == 0
+    mgts.sequence()
+    t0 = time.time_ns()
+    send_frames(DEV, 10)
+    wait_captured(mgcap, DEV, 10)
+    t1 = time.time_ns()
+    recs = list(iter_records(read_raw(DEV)))
+    assert len(recs) == 10
+    assert all(t0 <= r.timestamp_ns <= t1 for r in recs)
+    assert mgcap.stat(DEV, "hw_stamped_packets") == 0
+    assert mgts.next_index() == 0
+
+    assert mgctl_json(f"hwtstamp set dev {DEV} rx all")["rx"] == "all"
+    send_frames(DEV, 7)
+    wait_captured(mgcap, DEV, 17)
+    recs = list(iter_records(read_raw(DEV)))
+    assert sorted(r.timestamp_ns for r in recs) == [BASE_NS + i * STEP_NS for i in range(7)]
+    stats = mgcap.stats(DEV)
+    assert (stats["captured_packets"], stats["hw_stamped_packets"]) == (17, 7)
+
+
+def test_restore_on_stop_then_save_again(mgcap: Module, mgts: Mgts) -> None:
+    """The configuration before mgcap's first change comes back when capture stops;
+    later changes after that are saved and restored anew."""
+    mgts.load()
+    mgcap.load()
+    # someone (ptp4l, say) configured the NIC before
+    assert hwts_ioctl(DEV, SIOCSHWTSTAMP, RX_PTP_V2_EVENT, TX_ON) == (RX_PTP_V2_EVENT, TX_ON)
+    assert run_mgctl(f"start dev {DEV}").returncode == 0
+    mgctl_json(f"hwtstamp set dev {DEV} rx all tx off")
+    mgctl_json(f"hwtstamp set dev {DEV} rx none")  # a second change: still the first saved
+    assert hwts(DEV) == (RX_NONE, TX_OFF)
+    assert run_mgctl(f"stop dev {DEV}").returncode == 0
+    assert hwts(DEV) == (RX_PTP_V2_EVENT, TX_ON)
+    # forgotten after the restore: a new capture stop changes nothing
+    hwts_ioctl(DEV, SIOCSHWTSTAMP, RX_ALL, TX_OFF)
+    assert run_mgctl(f"start dev {DEV}").returncode == 0
+    assert run_mgctl(f"stop dev {DEV}").returncode == 0
+    assert hwts(DEV) == (RX_ALL, TX_OFF)
+    # a change made on a device that does not capture is restored when its capture
+    # stops
+    mgctl_json(f"hwtstamp set dev {DEV} rx ptp tx on")
+    assert run_mgctl(f"start dev {DEV}").returncode == 0
+    assert hwts(DEV) == (RX_PTP_V2_EVENT, TX_ON)
+    assert run_mgctl(f"stop dev {DEV}").returncode == 0
+    assert hwts(DEV) == (RX_ALL, TX_OFF)
+
+
+def test_restore_on_unload_and_forget_on_unregister(mgcap: Module, mgts: Mgts) -> None:
+    mgts.load(count=2)
+    mgcap.load()
+    hwts_ioctl("mgts1", SIOCSHWTSTAMP, RX_PTP_V2_EVENT, TX_OFF)
+    mgctl_json(f"hwtstamp set dev {DEV} rx all tx on")
+    mgctl_json("hwtstamp set dev mgts1 rx all")
+    assert run_mgctl("start dev mgts1").returncode == 0
+    mgcap.unload()
+    assert hwts(DEV) == (RX_NONE, TX_OFF)
+    assert hwts("mgts1") == (RX_PTP_V2_EVENT, TX_OFF)
+    # a device that goes away is forgotten: unloading mgcap later touches nothing
+    mgcap.load()
+    mgctl_json(f"hwtstamp set dev {DEV} rx all")
+    assert run_mgctl(f"start dev {DEV}").returncode == 0
+    mgts.unload()  # unregisters mgts0 (capturing) and mgts1
+    assert not Path("/dev/mgcap/mgts0").exists()
+    mgcap.unload()
+    mgts.load()
+    assert hwts(DEV) == (RX_NONE, TX_OFF)
+
+
+NOT_SUPPORTED = "hardware timestamping not supported"
+
+
+def test_devices_that_cannot_stamp(mgcap: Module, veth: VethPair, dummy: str) -> None:
+    mgcap.load(ifname="lo")
+    for dev in ("lo", dummy, veth.dev):
+        for args in (f"hwtstamp show dev {dev}", f"hwtstamp set dev {dev} rx all"):
+            p = run_mgctl(args)
+            assert (p.returncode, p.stdout, p.stderr) == (
+                1,
+                "",
+                f"Error: {dev}: {NOT_SUPPORTED}.\n",
+            ), args
+    with Mgcap() as m, pytest.raises(MgcapError) as e:
+        m.hwtstamp_get("lo")
+    assert e.value.code == errno.EOPNOTSUPP
+    assert e.value.message == f"lo: {NOT_SUPPORTED}"
+    # dev-get of a capturing device that cannot stamp has no hwtstamp part
+    assert "hwtstamp" not in mgctl_json("show dev lo")[0]
+    p = run_mgctl("hwtstamp show dev nosuch0")
+    assert (p.returncode, p.stderr) == (1, "Error: nosuch0: no such device.\n")
+
+
+def test_unprivileged_user_namespace_refused(mgcap: Module, mgts: Mgts) -> None:
+    """root of a new user namespace has no CAP_NET_ADMIN over the initial netns: set is
+    refused (GENL_UNS_ADMIN_PERM), get is open to everyone."""
+    mgts.load()
+    mgcap.load()
+    p = mgctl(f"hwtstamp set dev {DEV} rx all", pre="unshare --user --map-root-user ")
+    assert p.returncode == 1
+    assert p.stderr == (
+        f"Error: {DEV}: Operation not permitted (changes need CAP_NET_ADMIN: run as root).\n"
+    )
+    assert hwts(DEV) == (RX_NONE, TX_OFF)
+    p = mgctl(f"-j hwtstamp show dev {DEV}", pre="unshare --user --map-root-user ")
+    assert p.returncode == 0 and '"rx": "none"' in p.stdout
+
+
+def e1000e_devices() -> list[str]:
+    if subprocess.run(["modprobe", "e1000e"], capture_output=True, check=False).returncode:
+        return []
+    time.sleep(1)
+    found = []
+    for dev in sorted(os.listdir("/sys/class/net")):
+        drv = Path(f"/sys/class/net/{dev}/device/driver")
+        if drv.exists() and drv.resolve().name == "e1000e":
+            found.append(dev)
+    return found
+
+
+@pytest.fixture
+def e1000e() -> Iterator[list[str]]:
+    devs = e1000e_devices()
+    if not devs:
+        pytest.skip(
+            "no e1000e in this VM (vmrun --qemu-opts '-device e1000e,netdev=h0 "
+            "-netdev hubport,id=h0,hubid=0 -device e1000e,netdev=h1 "
+            "-netdev hubport,id=h1,hubid=0')"
+        )
+    yield devs
+
+
+def test_e1000e_takes_the_configuration_and_restore(
+    mgcap: Module, e1000e: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """qemu's e1000e: a real driver (ndo_eth_ioctl on 6.1, ndo_hwtstamp_* on 6.12) takes
+    the configuration, widens PTP filters, and gets its previous one back at stop. qemu
+    (7.2, TCG) puts no stamps on received frames: measured, not asserted."""
+    dev = e1000e[0]
+    mgcap.load()
+    for d in e1000e:
+        sh(f"ip link set {d} up")
+        sysctl(f"net.ipv6.conf.{d}.disable_ipv6", "1")
+    before = hwts(dev)
+    assert run_mgctl(f"start dev {dev}").returncode == 0
+    out = mgctl_json(f"hwtstamp set dev {dev} rx ptp-v2-l4-event")
+    assert out["rx"] == "ptp-v2-event"
+    assert hwts(dev)[0] == RX_PTP_V2_EVENT
+    assert mgctl_json(f"hwtstamp set dev {dev} rx all")["rx"] == "all"
+    assert mgctl_json(f"show dev {dev}")[0]["hwtstamp"]["rx"] == "all"
+    stamped = None
+    carrier = Path(f"/sys/class/net/{dev}/carrier")
+    if len(e1000e) > 1 and eventually(lambda: carrier.read_text() == "1\n"):
+        send_frames(e1000e[1], 20, dst=b"\xff" * 6)
+        eventually(lambda: mgcap.stat(dev, "captured_packets") >= 20, timeout=5)
+        stamped = (mgcap.stat(dev, "captured_packets"), mgcap.stat(dev, "hw_stamped_packets"))
+    assert run_mgctl(f"stop dev {dev}").returncode == 0
+    assert hwts(dev) == before
+    with capsys.disabled():
+        print(f"\ne1000e {dev}: captured, hw-stamped = {stamped}")
