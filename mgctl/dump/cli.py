@@ -2,7 +2,8 @@
 
 \b
     mgdump -i IF [-i IF ...] -w FILE|- [-c N] [-s SNAPLEN] [-C MB] [-G SEC] [-W N]
-           [-B KIB] [--mode mirror|drop] [--ring-size BYTES] [--per-ring] [-q]
+           [-B KIB] [--mode mirror|drop] [--ring-size BYTES] [--per-ring]
+           [--hwts FILTER] [-q]
 
 A device that is not capturing is started (mirror mode unless --mode says
 otherwise) and stopped on exit; a device that already captures is left as it was.
@@ -154,6 +155,14 @@ def mgdump(
             help="Do not pin ring readers to their CPUs.",
         ),
     ] = False,
+    hwts: Annotated[
+        str | None,
+        typer.Option(
+            "--hwts",
+            metavar="FILTER",
+            help="Hardware receive timestamps for the capture: all, ptp, ... (put back on exit).",
+        ),
+    ] = None,
     quiet: Annotated[
         bool,
         typer.Option(
@@ -184,6 +193,7 @@ def mgdump(
         max_files=file_count,
         per_ring=per_ring,
         pin=not no_pin,
+        hwts=hwts,
     )
     check(opts)
     raise SystemExit(run(opts, quiet=quiet, stats_json=stats_json))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mgctl import pcapng
-from mgctl.api import DevState, Mgcap, MgcapError
+from mgctl.api import DevState, HwTstamp, Mgcap, MgcapError
 from mgctl.chardev import CaptureDevice
 from mgctl.dump.buffer import ChunkBuffer
 from mgctl.dump.naming import Naming, per_ring_name
@@ -44,6 +44,7 @@ class Options:
     max_files: int | None = None
     per_ring: bool = False
     pin: bool = True
+    hwts: str | None = None  # receive filter to switch on for the capture
 
 
 @dataclass
@@ -56,6 +57,12 @@ class Device:
     baseline: dict[str, int]
     readers: list[RingReader] = field(default_factory=list)
     final: dict[str, int] | None = None
+    hwts_before: HwTstamp | None = None  # put back on exit
+    hwts_applied: HwTstamp | None = None
+
+    @property
+    def hardware_stamps(self) -> bool:
+        return self.hwts_applied is not None and self.hwts_applied.rx != "none"
 
 
 @dataclass
@@ -66,6 +73,7 @@ class DeviceTotals:
     kernel_drops: int
     mgdump_drops: int
     not_written: int  # read but not written: after -c, or after a write error
+    hw_stamped: int  # captured with the NIC's timestamp
 
 
 def _hardware(ifname: str) -> str | None:
@@ -95,7 +103,7 @@ class Session:
             self._api = Mgcap()
             for name in self.opts.interfaces:
                 try:
-                    self.devices.append(self._open_device(len(self.devices), name))
+                    self._open_device(len(self.devices), name)
                 except MgcapError as e:
                     if name in e.message:
                         raise
@@ -141,7 +149,12 @@ class Session:
                 self._api.stop(name)
             raise
         dev = Device(interface_id, name, state, owned, control, {})
+        # registered before anything else can fail, so that abort() undoes it all
+        self.devices.append(dev)
         control.set_interface_id(interface_id)
+        if o.hwts is not None:
+            dev.hwts_before = self._api.hwtstamp_get(name)
+            dev.hwts_applied = self._api.hwtstamp_set(name, rx=o.hwts)
         dev.baseline = {} if owned else control.stats()
         return dev
 
@@ -187,6 +200,14 @@ class Session:
         return out
 
     def clock_comment(self, dev: Device) -> str:
+        if dev.hardware_stamps:
+            assert dev.hwts_applied is not None
+            return (
+                f"timestamps: hardware (the NIC's clock, receive filter "
+                f"{dev.hwts_applied.rx}) for frames the NIC stamped, software (kernel "
+                f"real-time clock) for the others; the statistics block counts the "
+                f"hardware-stamped packets"
+            )
         return "timestamps: software (kernel real-time clock when mgcap saw the frame)"
 
     def _open_outputs(self) -> None:
@@ -256,11 +277,21 @@ class Session:
             r.join()
         for dev in self.devices:
             dev.final = dev.control.stats()
+        self._restore_hwts()
         self.buffer.close()
         self.writer.join()
         self.writer.close_outputs()
         self.end_ns = time.time_ns()
         self.close()
+
+    def _restore_hwts(self) -> None:
+        """The timestamp configuration as mgdump found it (the kernel also restores it
+        when a capture stops; this covers captures mgdump did not start)."""
+        for dev in self.devices:
+            b = dev.hwts_before
+            if b is not None and self._api is not None:
+                with contextlib.suppress(MgcapError):  # the device may be gone
+                    self._api.hwtstamp_set(dev.ifname, rx=b.rx, tx=b.tx)
 
     def abort(self) -> None:
         """Undo a half-done set-up: nothing started stays started."""
@@ -268,6 +299,7 @@ class Session:
             if dev.owned and self._api is not None:
                 with contextlib.suppress(MgcapError):
                     self._api.stop(dev.ifname)
+        self._restore_hwts()
         for out in self.outputs:
             for path in out.files:
                 with contextlib.suppress(OSError):
@@ -305,6 +337,7 @@ class Session:
                     kernel_drops=kdrops,
                     mgdump_drops=dropped,
                     not_written=max(k["captured_packets"] - written - dropped, 0),
+                    hw_stamped=k.get("hw_stamped_packets", 0),
                 )
             )
         return out
@@ -333,6 +366,11 @@ class Session:
                         f"mgcap: {k['seen_packets']} seen, {written[dev.interface_id]} written, "
                         f"{k['ring_full_drops'] + k['copy_errors']} dropped by the kernel ring, "
                         f"{dropped} dropped by mgdump"
+                        + (
+                            f", {k.get('hw_stamped_packets', 0)} captured with the NIC's timestamp"
+                            if dev.hardware_stamps
+                            else ""
+                        )
                     ),
                 )
             )

@@ -27,6 +27,7 @@ def as_dict(session: Session) -> dict[str, Any]:
         "kernel_drops": sum(t.kernel_drops for t in totals),
         "mgdump_drops": sum(t.mgdump_drops for t in totals),
         "not_written": sum(t.not_written for t in totals),
+        "hw_stamped": sum(t.hw_stamped for t in totals),
         "cpu_seconds": round(cpu.user + cpu.system, 3),
         "buffer_high_water": session.buffer.high_water,
         "files": files,
@@ -38,6 +39,7 @@ def as_dict(session: Session) -> dict[str, Any]:
                 "kernel_drops": t.kernel_drops,
                 "mgdump_drops": t.mgdump_drops,
                 "not_written": t.not_written,
+                "hw_stamped": t.hw_stamped,
             }
             for t in totals
         ],
@@ -57,6 +59,8 @@ def text(d: dict[str, Any]) -> str:
         lines.append(f"{prefix}{r['mgdump_drops']} packets dropped by mgdump")
         if r["not_written"]:
             lines.append(f"{prefix}{r['not_written']} packets captured but not written")
+        if r["hw_stamped"]:
+            lines.append(f"{prefix}{r['hw_stamped']} packets stamped by the NIC")
     return "\n".join(lines)
 
 

@@ -31,6 +31,20 @@ from tests.vm.conftest import (
     traffic,
     tshark_fields,
 )
+from tests.vm.test_hwtstamp import (
+    BASE_NS,
+    DEV,
+    RX_NONE,
+    STEP_NS,
+    TX_OFF,
+    Mgts,
+    epoch_ns,
+    hwts,
+    send_frames,
+)
+from tests.vm.test_hwtstamp import mgts as mgts_fixture
+
+mgts = mgts_fixture  # the test NIC's fixture, under its own name
 
 MGDUMP = Path(sys.executable).with_name("mgdump")
 
@@ -276,3 +290,43 @@ def test_clear_errors(mgcap: Module, tmp_path: Path) -> None:
     assert r.code == 2 and "-c must be at least 1" in r.stderr
     with contextlib.suppress(FileNotFoundError):
         os.unlink("x")
+
+
+def test_hwts_stamps_in_the_file_and_restore(loaded: Module, mgts: Mgts, tmp_path: Path) -> None:
+    """--hwts all on the test NIC: every packet in the file carries the NIC's stamp
+    (exactly, in tshark), the IDB says so, the ISB counts them, and the device's
+    previous configuration (off) is back afterwards."""
+    mgts.load()
+    assert hwts(DEV) == (RX_NONE, TX_OFF)
+    out = tmp_path / "hw.pcapng"
+    n = 20
+
+    def send() -> None:
+        mgts.sequence()
+        send_frames(DEV, n)
+
+    r = run_mgdump(
+        ["-i", DEV, "-w", str(out), "--hwts", "all", "-c", str(n)],
+        tmp_path,
+        when_capturing(DEV, send),
+    )
+    assert r.code == 0, r.stderr
+    rows = tshark_fields(out, "frame.time_epoch")
+    assert sorted(epoch_ns(row[0]) for row in rows) == [BASE_NS + i * STEP_NS for i in range(n)]
+    assert r.stats["hw_stamped"] == n and f"{n} packets stamped by the NIC" in r.stderr
+    with open(out, "rb") as f:
+        blocks = list(independent.FileScanner(f))
+    idb = next(b for b in blocks if isinstance(b, independent.blocks.InterfaceDescription))
+    assert "timestamps: hardware" in idb.options["opt_comment"]
+    isb = next(b for b in blocks if isinstance(b, independent.blocks.InterfaceStatistics))
+    assert f"{n} captured with the NIC's timestamp" in isb.options["opt_comment"]
+    assert hwts(DEV) == (RX_NONE, TX_OFF)
+
+
+def test_hwts_on_a_device_that_cannot_stamp(loaded: Module, tmp_path: Path) -> None:
+    r = run_mgdump(["-i", "lo", "-w", str(tmp_path / "x"), "--hwts", "all"], tmp_path)
+    assert r.code == 1
+    assert r.stderr.strip().endswith("lo: hardware timestamping not supported"), r.stderr
+    # nothing left behind: neither the capture nor the file
+    assert json.loads(run_mgctl("-j show dev lo").stdout)[0]["capturing"] is False
+    assert not (tmp_path / "x").exists()
