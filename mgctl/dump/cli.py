@@ -27,6 +27,7 @@ from typer.exceptions import TyperException
 
 from mgctl import uapi
 from mgctl.dump import summary
+from mgctl.dump.buffer import BLOCK_SIZE
 from mgctl.dump.output import OutputError
 from mgctl.dump.session import Options, Session, SetupError
 
@@ -57,8 +58,8 @@ def check(opts: Options) -> None:
             raise Usage("-W needs -C or -G")
     if opts.write == "-" and (opts.rotate_bytes or opts.rotate_seconds or opts.per_ring):
         raise Usage("-C, -G and --per-ring need a file name, not -w -")
-    if opts.buffer_bytes < uapi.RECORD_MAX:
-        raise Usage(f"-B must be at least {(uapi.RECORD_MAX + 1023) // 1024} KiB")
+    if opts.buffer_bytes < 2 * BLOCK_SIZE:
+        raise Usage(f"-B must be at least {2 * BLOCK_SIZE // 1024} KiB")
     if opts.mode not in (None, "mirror", "drop"):
         raise Usage(f'--mode "{opts.mode}" is not mirror or drop')
     if len(set(opts.interfaces)) != len(opts.interfaces):

@@ -1,28 +1,33 @@
 """One thread per (device, ring): drain the kernel ring into the buffer.
 
 The thread binds its own file to the ring (exclusively), pins itself to the
-ring's CPU, and reads big batches of whole records.  It never blocks on
-anything but the ring: when the buffer is full the batch is dropped and
-counted.  It ends when the capture ends (read() returns 0) or when asked to
+ring's CPU, and read()s whole records straight into a block of the buffer
+pool, several reads per block.  It never blocks on anything but the ring: when
+no block is free the records are read into a spare block and counted as
+dropped.  It ends when the capture ends (read() returns 0) or when asked to
 stop, after taking what the ring still holds if told to drain.  After a small
-batch it pauses briefly so that the next one is bigger.
+read it pauses briefly so that the next one is bigger.
 """
 
 import contextlib
+import errno
 import os
 import threading
+import time
 
 from mgctl import uapi
 from mgctl.chardev import CaptureDevice
 from mgctl.dump import records
-from mgctl.dump.buffer import Chunk, ChunkBuffer
+from mgctl.dump.buffer import BlockPool, Chunk
 
-READ_SIZE = 1 << 20
-# After a small batch, let the ring fill for a while before the next poll: fewer,
-# bigger batches cost less CPU per packet.  The pause scales with the ring: 10 ms
+# A block goes to the writer when full, or at the latest HOLD seconds after its
+# first record, so that a slow trickle of packets still reaches the file soon.
+HOLD = 0.05
+# After a small read, let the ring fill for a while before the next poll: fewer,
+# bigger reads cost less CPU per packet.  The pause scales with the ring: 10 ms
 # for a 4 MiB ring (which holds 170 ms of 96-byte snapshots at 190 kpps), 0.16 ms
 # for the smallest, 64 KiB one.
-SMALL_BATCH = READ_SIZE // 8
+SMALL_READ = 128 << 10
 PAUSE_PER_RING_BYTE = 0.01 / (4 << 20)
 MAX_PAUSE = 0.02
 
@@ -35,7 +40,7 @@ class RingReader(threading.Thread):
         ring: int,
         interface_id: int,
         snaplen: int,
-        buffer: ChunkBuffer,
+        pool: BlockPool,
         pin: bool,
     ) -> None:
         super().__init__(name=f"mgdump-ring{ring}", daemon=True)
@@ -43,7 +48,7 @@ class RingReader(threading.Thread):
         self.ring = ring
         self.interface_id = interface_id
         self.record_len = uapi.record_len(snaplen)
-        self.buffer = buffer
+        self.pool = pool
         self.pin = pin
         self.dev = CaptureDevice(path, nonblock=True)
         self.dev.bind(ring)  # exclusive: a second reader of this ring fails here
@@ -56,6 +61,11 @@ class RingReader(threading.Thread):
         self.dropped = 0  # records the buffer had no room for
         self.bytes = 0
         self._fix_ids = True
+        self._block: bytearray | None = None  # being filled
+        self._fill = 0
+        self._packets = 0
+        self._since = 0.0  # when the block got its first records
+        self._spare = bytearray(pool.block_size)  # read into when no block is free
 
     def stats(self) -> dict[str, int]:
         """The ring's kernel counters (sum over rings: use the device file)."""
@@ -73,39 +83,83 @@ class RingReader(threading.Thread):
 
     def _loop(self) -> None:
         dev = self.dev
-        while True:
-            stopping = self.stop_requested.is_set()
-            if stopping and not self.drain_on_stop:
-                return
-            if not stopping and not dev.wait(0.1):
-                continue
-            try:
-                data = dev.read(READ_SIZE)
-            except BlockingIOError:
-                if stopping:
-                    return  # drained what was there when asked to stop
-                continue
-            if not data:
-                self.ended = True
-                return
-            self._deliver(data)
-            if len(data) < SMALL_BATCH and not stopping:
-                self.stop_requested.wait(self.pause)
+        try:
+            while True:
+                stopping = self.stop_requested.is_set()
+                if stopping and not self.drain_on_stop:
+                    return
+                if self._block is not None and (stopping or time.monotonic() - self._since >= HOLD):
+                    self._hand_over()
+                if not stopping and not dev.wait(HOLD):
+                    continue
+                n = self._read()
+                if n < 0:
+                    if stopping:
+                        return  # drained what was there when asked to stop
+                    continue
+                if n == 0:
+                    self.ended = True
+                    return
+                if n < SMALL_READ and not stopping:
+                    self.stop_requested.wait(self.pause)
+        finally:
+            if self._block is not None:
+                self._hand_over()
 
-    def _deliver(self, data: bytes) -> None:
+    def _read(self) -> int:
+        """One read() into the block being filled; bytes read, 0 at the end of the
+        capture, -1 when the ring is empty."""
+        if self._block is None:
+            self._block = self.pool.take()
+            self._fill = 0
+        block = self._block if self._block is not None else self._spare
+        view = memoryview(block)[self._fill :]
+        try:
+            n = os.readv(self.dev.fd, [view])
+        except BlockingIOError:
+            return -1
+        except OSError as e:
+            if e.errno != errno.EINVAL or self._fill == 0:
+                raise
+            # the next record does not fit in what is left of the block
+            self._hand_over()
+            return self._read()
+        if n == 0:
+            return 0
+        got = view[:n]
         if self._fix_ids:
-            # records written before mgdump set the device's interface id
-            if records.first_interface_id(data) == self.interface_id:
-                self._fix_ids = False
-            else:
-                fixed = bytearray(data)
-                records.set_interface_id(fixed, self.interface_id)
-                data = bytes(fixed)
-        n = records.count(data, self.record_len)
-        self.delivered += n
-        self.bytes += len(data)
-        if not self.buffer.put(Chunk(self.source, data, n)):
-            self.dropped += n
+            self._fix_interface_ids(got)
+        packets = records.count(got, self.record_len)
+        self.delivered += packets
+        self.bytes += n
+        if self._block is None:
+            self.dropped += packets  # no free block: the spare one is overwritten
+            return n
+        if self._fill == 0:
+            self._since = time.monotonic()
+        self._fill += n
+        self._packets += packets
+        if self.pool.block_size - self._fill < self.record_len:
+            self._hand_over()
+        return n
+
+    def _fix_interface_ids(self, got: memoryview) -> None:
+        """Records written before mgdump set the device's interface id get it."""
+        if records.first_interface_id(got) == self.interface_id:
+            self._fix_ids = False  # this and every later record has it
+        else:
+            records.set_interface_id(got, self.interface_id)
+
+    def _hand_over(self) -> None:
+        block, self._block = self._block, None
+        if block is None:
+            return
+        if self._fill:
+            self.pool.put(Chunk(self.source, block, self._fill, self._packets))
+        else:
+            self.pool.give_back(block)
+        self._fill = 0
+        self._packets = 0
 
     def close(self) -> None:
         self.dev.close()

@@ -47,7 +47,7 @@ def head_bytes(buf: bytes | memoryview, max_bytes: int) -> tuple[int, int]:
     return _walk(buf, min(max_bytes, len(buf)))
 
 
-def set_interface_id(buf: bytearray, interface_id: int) -> None:
+def set_interface_id(buf: bytearray | memoryview, interface_id: int) -> None:
     """Rewrite the interface id of every record in buf (rare: records captured before
     mgdump set the device's id)."""
     off = 0

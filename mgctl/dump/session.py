@@ -19,7 +19,7 @@ from pathlib import Path
 from mgctl import pcapng
 from mgctl.api import DevState, HwTstamp, Mgcap, MgcapError
 from mgctl.chardev import CaptureDevice
-from mgctl.dump.buffer import ChunkBuffer
+from mgctl.dump.buffer import BlockPool
 from mgctl.dump.naming import Naming, per_ring_name
 from mgctl.dump.output import Output, OutputError
 from mgctl.dump.reader import RingReader
@@ -87,7 +87,7 @@ class Session:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
         self.devices: list[Device] = []
-        self.buffer = ChunkBuffer(opts.buffer_bytes)
+        self.buffer = BlockPool(opts.buffer_bytes)
         self.readers: list[RingReader] = []
         self.outputs: list[Output] = []
         self.writer: Writer | None = None

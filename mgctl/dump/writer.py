@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from mgctl.dump import records
-from mgctl.dump.buffer import ChunkBuffer
+from mgctl.dump.buffer import BlockPool
 from mgctl.dump.output import Output, OutputError
 
 WRITER_NICE = 5  # readers run at the process's priority, the writer below it
@@ -22,7 +22,7 @@ WRITER_NICE = 5  # readers run at the process's priority, the writer below it
 class Writer(threading.Thread):
     def __init__(
         self,
-        buffer: ChunkBuffer,
+        buffer: BlockPool,
         outputs: Sequence[Output],
         route: Callable[[int], int],  # source -> index into outputs
         interface_of: Callable[[int], int],  # source -> interface (device) index
@@ -67,12 +67,15 @@ class Writer(threading.Thread):
                 if self.buffer.drained:
                     return
                 continue
-            data: bytes | memoryview = chunk.data
+            data = chunk.data
             packets = chunk.packets
             if self.count is not None and self.written + packets >= self.count:
                 packets = self.count - self.written
-                data = memoryview(chunk.data)[: records.head(chunk.data, packets)]
-            self.outputs[self.route(chunk.source)].write_records(data, packets)
+                data = data[: records.head(data, packets)]
+            try:
+                self.outputs[self.route(chunk.source)].write_records(data, packets)
+            finally:
+                self.buffer.give_back(chunk.block)
             self.written += packets
             self.written_bytes += len(data)
             self.written_per_interface[self.interface_of(chunk.source)] += packets

@@ -12,6 +12,7 @@ import pytest
 
 from mgctl import pcapng, uapi
 from mgctl.dump import records
+from mgctl.dump.buffer import BlockPool, Chunk
 from mgctl.dump.naming import Naming, per_ring_name
 from mgctl.dump.output import Output, OutputError
 from mgctl.record import Record, build_record, iter_records
@@ -173,3 +174,21 @@ def test_tshark_reads_rotated_files(tmp_path: Path) -> None:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert r.stdout.split() == ["lo"] * 4
+
+
+def test_block_pool_hands_blocks_round() -> None:
+    pool = BlockPool(3 * 4096, block_size=4096)
+    blocks = [pool.take() for _ in range(3)]
+    assert all(b is not None for b in blocks) and pool.take() is None  # all in use
+    first = blocks[0]
+    assert first is not None
+    first[:5] = b"hello"
+    pool.put(Chunk(7, first, 5, 1))
+    assert pool.used == 5
+    got = pool.get(0.01)
+    assert got is not None and got.source == 7 and bytes(got.data) == b"hello"
+    pool.give_back(got.block)
+    assert pool.take() is first  # the same memory again: nothing allocated per batch
+    assert pool.get(0.01) is None and not pool.drained
+    pool.close()
+    assert pool.drained and pool.get(0.01) is None
