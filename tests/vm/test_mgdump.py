@@ -290,6 +290,16 @@ def test_clear_errors(mgcap: Module, tmp_path: Path) -> None:
     assert r.code == 2 and "-c must be at least 1" in r.stderr
     with contextlib.suppress(FileNotFoundError):
         os.unlink("x")
+    # without CAP_NET_ADMIN: one line, no file, nothing started
+    out = tmp_path / "unpriv.pcapng"
+    drop = "setpriv --bounding-set -net_admin --inh-caps -net_admin"
+    p = sh(f"exec {drop} {MGDUMP} -q -i lo -w {out}", check=False, timeout=900)
+    assert p.returncode == 1
+    assert p.stderr == (
+        "mgdump: lo: Operation not permitted (changes need CAP_NET_ADMIN: run as root)\n"
+    )
+    assert not out.exists()
+    assert json.loads(run_mgctl("-j show dev lo").stdout)[0]["capturing"] is False
 
 
 def test_hwts_stamps_in_the_file_and_restore(loaded: Module, mgts: Mgts, tmp_path: Path) -> None:
