@@ -89,7 +89,8 @@ def run_kernel(
         "--exec", guest_command(kernel, out, command, first),
     ]  # fmt: skip
     if extra_qemu:
-        cmd += ["--qemu-opts", extra_qemu]
+        # bundled with "=": vng's parser takes a separate "-device ..." for an option
+        cmd += [f"--qemu-opts={extra_qemu}"]
     print(f"== {kernel}: booting (TCG, 2 vCPUs)", flush=True)
     start = time.monotonic()
     console = (out / "console.log").open("w")
