@@ -64,7 +64,12 @@ def scan_kernel_log(text: str) -> list[str]:
 
 
 def run_kernel(
-    kernel: str, command: str, timeout: int, extra_qemu: str | None, first: bool = True
+    kernel: str,
+    command: str,
+    timeout: int,
+    extra_qemu: str | None,
+    first: bool = True,
+    append: str = APPEND,
 ) -> bool:
     out = BUILD / kernel / "vm"
     if out.exists():
@@ -83,7 +88,7 @@ def run_kernel(
         vng_path(),
         "--run", f"/boot/vmlinuz-{kernel}",
         "--disable-kvm", "--cpus", "2", "--memory", "2G",
-        "--append", APPEND,
+        "--append", append,
         "--rwdir", str(ROOT),
         "--verbose",
         "--exec", guest_command(kernel, out, command, first),

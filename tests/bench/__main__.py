@@ -1,0 +1,74 @@
+"""Benchmark mgcap against its peers: one VM boot per kernel, a table, JSON and a plot.
+
+    python -m tests.bench                          # kernel 6.1, 3 repetitions
+    python -m tests.bench --kernel 6.12 --reps 5 --count 500000
+    python -m tests.bench --only 'mgcap|null'      # some rows
+    python -m tests.bench --report build/bench/bench-6.1.0-56-amd64.raw.json
+
+Needs root (the VM).  Other VMs running at the same time make the numbers worthless:
+wrap the command in `flock /work/vm.lock` on a shared machine.  The guest boots
+without the test suite's memory debugging (slub_debug, KFENCE), which would add
+allocator cost to every pktgen frame.  Results: build/bench/bench-<kernel>.{md,json,png}
+and the raw per-repetition results in bench-<kernel>.raw.json.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from tests.bench import report
+from tests.harness import kernels, vmrun
+from tests.harness.build import BUILD
+
+APPEND = "panic_on_warn=1 panic=-1"
+
+
+def guest_command(args: argparse.Namespace) -> str:
+    cmd = ["python", "-m", "tests.bench.guest", "--reps", str(args.reps),
+           "--count", str(args.count)]  # fmt: skip
+    if args.only:
+        cmd += ["--only", args.only]
+    if args.no_xdpdump:
+        cmd.append("--no-xdpdump")
+    if args.smoke:
+        cmd.append("--smoke")
+    return shlex.join(cmd) + ' --out "$MGCAP_OUT/raw.json"'
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--kernel", action="append", default=[], help="6.1 (default), 6.12, all")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--count", type=int, default=300_000, help="frames per generator thread")
+    ap.add_argument("--only", help="regular expression over the row keys")
+    ap.add_argument("--no-xdpdump", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="a few rows, once")
+    ap.add_argument("--out", type=Path, default=BUILD / "bench")
+    ap.add_argument("--timeout", type=int, default=3600, help="seconds per kernel")
+    ap.add_argument("--report", type=Path, help="only render this raw JSON")
+    args = ap.parse_args()
+    if args.report:
+        raw = json.loads(args.report.read_text())
+        print(report.render(raw, args.out, f"bench-{raw['facts']['kernel']}"))
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("bench: needs root (the VM)")
+    ok = True
+    for kernel in kernels.resolve(args.kernel or ["6.1"]):
+        if not vmrun.run_kernel(kernel, guest_command(args), args.timeout, None, append=APPEND):
+            ok = False
+        raw_path = BUILD / kernel / "vm" / "raw.json"
+        if not raw_path.exists():
+            continue
+        args.out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(raw_path, args.out / f"bench-{kernel}.raw.json")
+        print(report.render(json.loads(raw_path.read_text()), args.out, f"bench-{kernel}"))
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""The benchmark inside the VM: a dummy device, pktgen, each row several times.
+
+    python -m tests.bench.guest --out raw.json [--reps 3] [--count 300000] [--smoke]
+
+Writes the raw results (one entry per row and repetition) and the machine's facts as
+JSON; tests/bench/report.py turns them into the table and the plot.  Needs root,
+mgcap.ko and mgnull.ko built for the running kernel ($MGCAP_BUILD).
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.bench import pktgen
+from tests.bench.rows import Row, all_rows, smoke_rows
+from tests.bench.tools import mgdump_available
+
+DEV = "d0"
+WORK = Path("/tmp/mgbench")
+BUILD = Path(os.environ.get("MGCAP_BUILD", "build"))
+
+
+def sh(cmd: str, check: bool = True) -> str:
+    proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False)
+    if check and proc.returncode:
+        raise RuntimeError(f"{cmd}: {proc.stderr or proc.stdout}")
+    return proc.stdout
+
+
+def setup() -> None:
+    sh(f"ip link del {DEV}", check=False)
+    sh(f"ip link add {DEV} type dummy")
+    Path(f"/proc/sys/net/ipv6/conf/{DEV}/disable_ipv6").write_text("1")
+    sh(f"ip link set {DEV} up")
+    if not Path("/sys/module/mgcap").exists():
+        sh(f"insmod {BUILD / 'kernel' / 'mgcap.ko'}")
+    pktgen.load()
+    WORK.mkdir(exist_ok=True)
+    if not os.path.ismount(WORK):
+        sh(f"mount -t tmpfs -o size=512m mgbench {WORK}")
+
+
+def teardown() -> None:
+    pktgen.reset()
+    sh(f"ip link del {DEV}", check=False)
+    sh("rmmod mgcap", check=False)
+    sh(f"umount {WORK}", check=False)
+
+
+def facts() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
+
+    def version(cmd: str) -> str:
+        out = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False)
+        return (out.stdout + out.stderr).strip().splitlines()[0] if out.stdout + out.stderr else ""
+
+    return {
+        "kernel": platform.release(),
+        "cpu": model.group(1) if model else "?",
+        "cpus": os.cpu_count(),
+        "clocksource": Path("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+        .read_text()
+        .strip(),
+        "mgcap_reader": "mgdump" if mgdump_available() else "cat (stand-in for mgdump)",
+        "tools": {
+            "tcpdump": version("tcpdump --version"),
+            "dumpcap": version("dumpcap --version"),
+            "netsniff-ng": version("netsniff-ng --version"),
+            "xdpdump": version("xdpdump --version"),
+        },
+    }
+
+
+def run_row(row: Row, count: int) -> dict[str, Any]:
+    shutil.rmtree(WORK / "run", ignore_errors=True)
+    wd = WORK / "run"
+    wd.mkdir()
+    if row.hook:
+        consume = 1 if row.hook == "consume" else 0
+        sh(f"insmod {BUILD / 'mgnull' / 'mgnull.ko'} ifname={DEV} consume={consume}")
+    pin = 1 if row.threads == 1 else None  # the generator thread runs on CPU 0
+    cap = row.make(DEV, wd, pin) if row.make else None
+    outcome = None
+    try:
+        if cap:
+            cap.start()
+            cap.mark()
+            if row.stop_reader:
+                cap.pause()
+        run = pktgen.run(DEV, count, row.pkt_size, row.threads)
+        if cap:
+            if row.stop_reader:
+                cap.resume()
+            outcome = cap.finish()
+    finally:
+        if cap:
+            for p in cap.procs:
+                if p.alive():
+                    p.popen.kill()
+                    p.popen.wait()
+        if row.hook:
+            sh("rmmod mgnull")
+        if Path(f"/dev/mgcap/{DEV}").exists():
+            from mgctl.api import Mgcap
+
+            with Mgcap() as m:
+                m.stop(DEV)
+    res: dict[str, Any] = {
+        "key": row.key,
+        "name": row.name,
+        "group": row.group,
+        "pkt_size": row.pkt_size,
+        "threads": row.threads,
+        "baseline": row.baseline_key(),
+        "offered": run.sent,
+        "pps": run.pps,
+        "us_per_packet": run.us_per_packet,
+        "usecs": list(run.usecs),
+    }
+    if outcome:
+        res |= {
+            "captured": outcome.captured,
+            "drops": outcome.drops,
+            "unaccounted": run.sent - outcome.captured - outcome.drops,
+            "cpu_seconds": outcome.cpu_seconds,
+            "detail": outcome.detail,
+        }
+    return res
+
+
+def progress(res: dict[str, Any]) -> str:
+    line = f"{res['key']}: {res['us_per_packet']:.3f} us/pkt"
+    if "captured" in res:
+        line += (
+            f" captured {res['captured']} drops {res['drops']}"
+            f" unaccounted {res['unaccounted']} cpu {res['cpu_seconds']:.2f} s"
+        )
+    return line
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--count", type=int, default=300_000, help="frames per generator thread")
+    ap.add_argument("--smoke", action="store_true", help="a few rows, once each")
+    ap.add_argument("--only", help="regular expression: run only the rows whose key matches")
+    ap.add_argument("--no-xdpdump", action="store_true", help="leave xdpdump out")
+    a = ap.parse_args(argv)
+    rows = smoke_rows() if a.smoke else all_rows(xdpdump=not a.no_xdpdump)
+    if a.only:
+        rows = [r for r in rows if re.search(a.only, r.key)]
+    reps = 1 if a.smoke else a.reps
+    setup()
+    results: list[dict[str, Any]] = []
+    doc = {"facts": facts(), "count": a.count, "reps": reps, "results": results}
+    start = time.monotonic()
+    try:
+        pktgen.run(DEV, min(a.count, 50_000), 128)  # warm-up, not recorded
+        for rep in range(reps):
+            for row in rows:
+                res = run_row(row, a.count) | {"rep": rep}
+                results.append(res)
+                print(f"[{time.monotonic() - start:6.0f}s] rep {rep} {progress(res)}", flush=True)
+                a.out.write_text(json.dumps(doc, indent=1))
+    finally:
+        teardown()
+    doc["seconds"] = time.monotonic() - start
+    a.out.write_text(json.dumps(doc, indent=1))
+
+
+if __name__ == "__main__":
+    main()

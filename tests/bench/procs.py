@@ -1,0 +1,110 @@
+"""Capture processes under measurement: start, CPU time, quiescence, signals."""
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time (user + system) of every thread of pid so far, in ns."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return 0
+    for tid in tasks:
+        try:
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return total
+
+
+class Proc:
+    """One capture process; stdout and stderr go to files (no pipe can fill up)."""
+
+    def __init__(self, argv: Sequence[str], logdir: Path, tag: str, pin: int | None) -> None:
+        self.argv = [*(["taskset", "-c", str(pin)] if pin is not None else []), *argv]
+        self.out_path = logdir / f"{tag}.out"
+        self.err_path = logdir / f"{tag}.err"
+        with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
+            self.popen = subprocess.Popen(
+                self.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self.pid = self.popen.pid
+
+    def output(self) -> str:
+        return self.out_path.read_text(errors="replace") + self.err_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout: float = 120) -> int:
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            raise RuntimeError(f"{self.argv[0]} did not exit: {self.output()}") from None
+
+    def has_open(self, prefix: str) -> bool:
+        try:
+            fds = os.listdir(f"/proc/{self.pid}/fd")
+        except FileNotFoundError:
+            return False
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{self.pid}/fd/{fd}").startswith(prefix):
+                    return True
+            except OSError:
+                continue
+        return False
+
+
+def wait_for(
+    what: str, pred: Callable[[], bool], procs: Sequence[Proc], timeout: float = 120
+) -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        for p in procs:
+            if not p.alive():
+                raise RuntimeError(f"{p.argv} exited before {what}: {p.output()}")
+        if time.monotonic() > end:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def wait_quiet(procs: Sequence[Proc], files: Sequence[Path], settle: float = 1.0) -> None:
+    """Wait until the processes are done with the traffic: output files no longer grow
+    and the processes use next to no CPU for `settle` seconds (a TPACKET_V3 reader
+    gets its last block only at the block timeout, 1 s for tcpdump)."""
+
+    def sample() -> tuple[list[int], int]:
+        sizes = [f.stat().st_size if f.exists() else 0 for f in files]
+        return sizes, sum(cpu_ns(p.pid) for p in procs)
+
+    step = 0.25
+    need = max(int(settle / step), 1)
+    quiet = 0
+    last = sample()
+    end = time.monotonic() + 120
+    while quiet < need and time.monotonic() < end:
+        time.sleep(step)
+        cur = sample()
+        busy = cur[0] != last[0] or cur[1] - last[1] > 5_000_000 * step
+        quiet = 0 if busy else quiet + 1
+        last = cur
+
+
+def stop_all(procs: Sequence[Proc], sig: int = signal.SIGINT) -> list[int]:
+    for p in procs:
+        p.signal(signal.SIGCONT)
+        p.signal(sig)
+    return [p.wait() for p in procs]
