@@ -4,6 +4,7 @@
     python -m tests.bench --kernel 6.12 --reps 5 --count 500000
     python -m tests.bench --only 'mgcap|null'      # some rows
     python -m tests.bench --report build/bench/bench-6.1.0-56-amd64.raw.json
+    python -m tests.bench --only mgcap --mgcap-rev a91b11c   # an older mgcap.ko
 
 Needs root (the VM).  Other VMs running at the same time make the numbers worthless:
 wrap the command in `flock /work/vm.lock` on a shared machine.  The guest boots
@@ -17,12 +18,13 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 from tests.bench import report
 from tests.harness import kernels, vmrun
-from tests.harness.build import BUILD
+from tests.harness.build import BUILD, ROOT, build_module
 
 APPEND = "panic_on_warn=1 panic=-1"
 
@@ -36,7 +38,21 @@ def guest_command(args: argparse.Namespace) -> str:
         cmd.append("--no-xdpdump")
     if args.smoke:
         cmd.append("--smoke")
+    if args.ko:
+        cmd += ["--ko", str(args.ko)]
     return shlex.join(cmd) + ' --out "$MGCAP_OUT/raw.json"'
+
+
+def build_rev(rev: str, kernel: str) -> Path:
+    """mgcap.ko from kernel/ as of git revision rev, built in build/<kernel>/mgcap-<rev>."""
+    src = BUILD / "src" / f"mgcap-{rev}"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "kernel"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(src), "--strip-components=1"], input=archive, check=True)
+    return build_module(src, kernel) / "mgcap.ko"
 
 
 def main() -> None:
@@ -50,6 +66,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=BUILD / "bench")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per kernel")
     ap.add_argument("--report", type=Path, help="only render this raw JSON")
+    ap.add_argument("--mgcap-rev", help="measure mgcap.ko as of this git revision")
     args = ap.parse_args()
     if args.report:
         raw = json.loads(args.report.read_text())
@@ -59,6 +76,7 @@ def main() -> None:
         raise SystemExit("bench: needs root (the VM)")
     ok = True
     for kernel in kernels.resolve(args.kernel or ["6.1"]):
+        args.ko = build_rev(args.mgcap_rev, kernel) if args.mgcap_rev else None
         if not vmrun.run_kernel(kernel, guest_command(args), args.timeout, None, append=APPEND):
             ok = False
         raw_path = BUILD / kernel / "vm" / "raw.json"

@@ -34,13 +34,13 @@ def sh(cmd: str, check: bool = True) -> str:
     return proc.stdout
 
 
-def setup() -> None:
+def setup(ko: Path) -> None:
     sh(f"ip link del {DEV}", check=False)
     sh(f"ip link add {DEV} type dummy")
     Path(f"/proc/sys/net/ipv6/conf/{DEV}/disable_ipv6").write_text("1")
     sh(f"ip link set {DEV} up")
     if not Path("/sys/module/mgcap").exists():
-        sh(f"insmod {BUILD / 'kernel' / 'mgcap.ko'}")
+        sh(f"insmod {ko}")
     pktgen.load()
     WORK.mkdir(exist_ok=True)
     if not os.path.ismount(WORK):
@@ -154,14 +154,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--smoke", action="store_true", help="a few rows, once each")
     ap.add_argument("--only", help="regular expression: run only the rows whose key matches")
     ap.add_argument("--no-xdpdump", action="store_true", help="leave xdpdump out")
+    ap.add_argument("--ko", type=Path, default=BUILD / "kernel" / "mgcap.ko", help="mgcap.ko")
     a = ap.parse_args(argv)
     rows = smoke_rows() if a.smoke else all_rows(xdpdump=not a.no_xdpdump)
     if a.only:
         rows = [r for r in rows if re.search(a.only, r.key)]
     reps = 1 if a.smoke else a.reps
-    setup()
+    setup(a.ko)
     results: list[dict[str, Any]] = []
-    doc = {"facts": facts(), "count": a.count, "reps": reps, "results": results}
+    doc = {"facts": facts() | {"ko": str(a.ko)}, "count": a.count, "reps": reps, "results": results}
     start = time.monotonic()
     try:
         pktgen.run(DEV, min(a.count, 50_000), 128)  # warm-up, not recorded
