@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh machine: install what is needed, build
-# mgcap.ko, boot Debian's 6.1 kernel in a VM, capture a ping on lo into a
-# PCAP-NG file, and show that file with tshark on the host.
+# mgcap.ko, boot Debian's 6.1 kernel in a VM, start capture on lo (mgctl),
+# let mgdump -c write 10 packets of a ping into a PCAP-NG file, and show that
+# file with tshark on the host.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash .ci/setup

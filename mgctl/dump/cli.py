@@ -1,0 +1,238 @@
+"""mgdump: capture with mgcap into PCAP-NG files.
+
+\b
+    mgdump -i IF [-i IF ...] -w FILE|- [-c N] [-s SNAPLEN] [-C MB] [-G SEC] [-W N]
+           [-B KIB] [--mode mirror|drop] [--ring-size BYTES] [--per-ring] [-q]
+
+A device that is not capturing is started (mirror mode unless --mode says
+otherwise) and stopped on exit; a device that already captures is left as it was.
+Runs until Ctrl-C / SIGTERM, -c packets, -W files with -G, the capture ending, or
+an output error; then finishes the files (valid up to the last whole packet, with
+statistics blocks) and prints what was written and dropped.
+
+\b
+Exit status: 0 stopped by signal, -c or -W; 1 could not start (unknown device, no
+permission, module not loaded, bad output path); 2 usage error; 3 the capture
+ended (device removed or capture stopped by someone else); 4 writing the output
+failed (disk full, broken pipe); 5 reading the capture failed.
+"""
+
+import signal
+import sys
+from typing import Annotated
+
+import typer
+from typer.exceptions import TyperException
+
+from mgctl import uapi
+from mgctl.dump import summary
+from mgctl.dump.output import OutputError
+from mgctl.dump.session import Options, Session, SetupError
+
+EXIT_SETUP = 1
+EXIT_USAGE = 2
+EXIT_STATUS = {"signal": 0, "count": 0, "files": 0, "ended": 3, "error": 4, "read-error": 5}
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+class Usage(Exception):
+    """A usage error found after parsing: one line, exit status 2."""
+
+
+def check(opts: Options) -> None:
+    if opts.count is not None and opts.count < 1:
+        raise Usage("-c must be at least 1")
+    if opts.snaplen is not None and not uapi.SNAPLEN_MIN <= opts.snaplen <= uapi.SNAPLEN_MAX:
+        raise Usage(f"-s must be {uapi.SNAPLEN_MIN} to {uapi.SNAPLEN_MAX}")
+    if opts.rotate_bytes is not None and opts.rotate_bytes < 1:
+        raise Usage("-C must be positive")
+    if opts.rotate_seconds is not None and opts.rotate_seconds <= 0:
+        raise Usage("-G must be positive")
+    if opts.max_files is not None:
+        if opts.max_files < 1:
+            raise Usage("-W must be at least 1")
+        if opts.rotate_bytes is None and opts.rotate_seconds is None:
+            raise Usage("-W needs -C or -G")
+    if opts.write == "-" and (opts.rotate_bytes or opts.rotate_seconds or opts.per_ring):
+        raise Usage("-C, -G and --per-ring need a file name, not -w -")
+    if opts.buffer_bytes < uapi.RECORD_MAX:
+        raise Usage(f"-B must be at least {(uapi.RECORD_MAX + 1023) // 1024} KiB")
+    if opts.mode not in (None, "mirror", "drop"):
+        raise Usage(f'--mode "{opts.mode}" is not mirror or drop')
+    if len(set(opts.interfaces)) != len(opts.interfaces):
+        raise Usage("a device is named twice with -i")
+
+
+@app.command(help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
+def mgdump(
+    interface: Annotated[
+        list[str],
+        typer.Option(
+            "-i", "--interface", metavar="IF", help="Device to capture (repeat for more)."
+        ),
+    ],
+    write: Annotated[
+        str,
+        typer.Option(
+            "-w",
+            "--write",
+            metavar="FILE",
+            help="Output file, '-' for standard output.",
+        ),
+    ],
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "-c",
+            metavar="N",
+            help="Stop after this many packets.",
+        ),
+    ] = None,
+    snaplen: Annotated[
+        int | None,
+        typer.Option(
+            "-s", "--snapshot-length", metavar="SNAPLEN", help="Bytes kept of each frame."
+        ),
+    ] = None,
+    file_size: Annotated[
+        float | None,
+        typer.Option(
+            "-C",
+            metavar="MB",
+            help="Start a new file after this many MB (10^6).",
+        ),
+    ] = None,
+    rotate_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "-G",
+            metavar="SEC",
+            help="Start a new file every SEC seconds.",
+        ),
+    ] = None,
+    file_count: Annotated[
+        int | None,
+        typer.Option(
+            "-W",
+            metavar="N",
+            help="With -C: reuse N files; with -G: stop after N.",
+        ),
+    ] = None,
+    buffer_kib: Annotated[
+        int,
+        typer.Option(
+            "-B",
+            "--buffer-size",
+            metavar="KIB",
+            help="mgdump's buffer in KiB.",
+        ),
+    ] = 65536,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode", metavar="MODE", help="mirror or drop, if mgdump starts the capture."
+        ),
+    ] = None,
+    ring_size: Annotated[
+        int | None,
+        typer.Option(
+            "--ring-size", metavar="BYTES", help="Bytes per CPU ring, if mgdump starts it."
+        ),
+    ] = None,
+    per_ring: Annotated[
+        bool,
+        typer.Option(
+            "--per-ring",
+            help="One file per ring: NAME.ring<N>.pcapng.",
+        ),
+    ] = False,
+    no_pin: Annotated[
+        bool,
+        typer.Option(
+            "--no-pin",
+            help="Do not pin ring readers to their CPUs.",
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "-q",
+            "--quiet",
+            help="No live status line.",
+        ),
+    ] = False,
+    stats_json: Annotated[
+        str | None,
+        typer.Option(
+            "--stats-json",
+            metavar="PATH",
+            help="Write the final counters as JSON here.",
+        ),
+    ] = None,
+) -> None:
+    opts = Options(
+        interfaces=interface,
+        write=write,
+        count=count,
+        snaplen=snaplen,
+        mode=mode,
+        ring_size=ring_size,
+        buffer_bytes=buffer_kib * 1024,
+        rotate_bytes=None if file_size is None else max(int(file_size * 1e6), 1),
+        rotate_seconds=rotate_seconds,
+        max_files=file_count,
+        per_ring=per_ring,
+        pin=not no_pin,
+    )
+    check(opts)
+    raise SystemExit(run(opts, quiet=quiet, stats_json=stats_json))
+
+
+def run(opts: Options, quiet: bool = False, stats_json: str | None = None) -> int:
+    session = Session(opts)
+    try:
+        session.open()
+    except (SetupError, OutputError) as e:
+        print(f"mgdump: {e}", file=sys.stderr)
+        return EXIT_SETUP
+
+    def on_signal(signum: int, _frame: object) -> None:
+        session.request_stop("signal")
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    if not quiet and sys.stderr.isatty():
+        from mgctl.dump.status import StatusLine
+
+        with StatusLine() as status:
+            session.run(0.5, status.update)
+    else:
+        session.run(0.5)
+    result = summary.as_dict(session)
+    print(summary.text(result), file=sys.stderr)
+    for r in session.readers:
+        if r.error is not None:
+            print(f"mgdump: ring {r.ring}: {r.error.strerror}", file=sys.stderr)
+    if session.writer and session.writer.error:
+        print(f"mgdump: {session.writer.error}", file=sys.stderr)
+    if stats_json:
+        summary.write_json(stats_json, result)
+    return EXIT_STATUS.get(session.reason, 1)
+
+
+def main() -> None:
+    try:
+        app(prog_name="mgdump", standalone_mode=False)
+    except TyperException as e:  # what typer's parser refuses
+        print(f"mgdump: {e.format_message()} (mgdump --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    except Usage as e:
+        print(f"mgdump: {e} (mgdump --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    except typer.Abort:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

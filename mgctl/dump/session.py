@@ -1,0 +1,339 @@
+"""A capture session: set the devices up, run readers and writer, tear down, account.
+
+Devices that are not capturing are started (mirror mode unless told otherwise)
+and stopped again at the end; a device that already captures is left as found.
+When mgdump owns the capture, stopping it first freezes the kernel's counters and
+lets the readers take every record still in the rings, so the final numbers add
+up exactly: seen = written + kernel ring drops + mgdump drops.
+"""
+
+import contextlib
+import errno
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mgctl import pcapng
+from mgctl.api import DevState, Mgcap, MgcapError
+from mgctl.chardev import CaptureDevice
+from mgctl.dump.buffer import ChunkBuffer
+from mgctl.dump.naming import Naming, per_ring_name
+from mgctl.dump.output import Output, OutputError
+from mgctl.dump.reader import RingReader
+from mgctl.dump.writer import Writer
+
+
+class SetupError(Exception):
+    """The capture could not begin: one line for the user."""
+
+
+@dataclass
+class Options:
+    interfaces: list[str]
+    write: str  # path, strftime template with -G, or "-"
+    count: int | None = None
+    snaplen: int | None = None
+    mode: str | None = None
+    ring_size: int | None = None
+    buffer_bytes: int = 64 << 20
+    rotate_bytes: int | None = None
+    rotate_seconds: float | None = None
+    max_files: int | None = None
+    per_ring: bool = False
+    pin: bool = True
+
+
+@dataclass
+class Device:
+    interface_id: int
+    ifname: str
+    state: DevState
+    owned: bool  # mgdump started this capture and stops it
+    control: CaptureDevice  # unbound file: statistics and the interface id
+    baseline: dict[str, int]
+    readers: list[RingReader] = field(default_factory=list)
+    final: dict[str, int] | None = None
+
+
+@dataclass
+class DeviceTotals:
+    ifname: str
+    seen: int
+    written: int
+    kernel_drops: int
+    mgdump_drops: int
+    not_written: int  # read but not written: after -c, or after a write error
+
+
+def _hardware(ifname: str) -> str | None:
+    driver = Path("/sys/class/net", ifname, "device", "driver")
+    if driver.exists():
+        return f"driver {driver.resolve().name}"
+    return None
+
+
+class Session:
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.devices: list[Device] = []
+        self.buffer = ChunkBuffer(opts.buffer_bytes)
+        self.readers: list[RingReader] = []
+        self.outputs: list[Output] = []
+        self.writer: Writer | None = None
+        self.stop_event = threading.Event()
+        self.reason = ""
+        self.start_ns = time.time_ns()
+        self._api: Mgcap | None = None
+
+    # -- set up ---------------------------------------------------------
+
+    def open(self) -> None:
+        try:
+            self._api = Mgcap()
+            for name in self.opts.interfaces:
+                try:
+                    self.devices.append(self._open_device(len(self.devices), name))
+                except MgcapError as e:
+                    if name in e.message:
+                        raise
+                    raise MgcapError(f"{name}: {e.message}", e.code) from e
+            for dev in self.devices:
+                self._open_readers(dev)
+            self._open_outputs()
+        except MgcapError as e:
+            self.abort()
+            raise SetupError(e.message) from e
+        except OSError as e:
+            self.abort()
+            raise SetupError(f"{e.filename or 'mgcap'}: {e.strerror}") from e
+        except (SetupError, OutputError):
+            self.abort()
+            raise
+
+    def _open_device(self, interface_id: int, name: str) -> Device:
+        assert self._api is not None
+        o = self.opts
+        state = self._api.show(name)
+        owned = not state.capturing
+        if owned:
+            state = self._api.start(
+                name, mode=o.mode or "mirror", snaplen=o.snaplen, ring_size=o.ring_size
+            ).state
+        else:
+            for what, want, have in (
+                ("mode", o.mode, state.mode),
+                ("snaplen", o.snaplen, state.snaplen),
+                ("ring size", o.ring_size, state.ring_size),
+            ):
+                if want is not None and want != have:
+                    raise SetupError(
+                        f"{name} already captures with {what} {have}; "
+                        f"change it with mgctl or leave out the option"
+                    )
+        try:
+            assert state.chardev is not None
+            control = CaptureDevice(state.chardev, nonblock=True)
+        except BaseException:
+            if owned:
+                self._api.stop(name)
+            raise
+        dev = Device(interface_id, name, state, owned, control, {})
+        control.set_interface_id(interface_id)
+        dev.baseline = {} if owned else control.stats()
+        return dev
+
+    def _open_readers(self, dev: Device) -> None:
+        assert dev.state.nr_rings is not None and dev.state.snaplen is not None
+        assert dev.state.chardev is not None
+        for ring in range(dev.state.nr_rings):
+            try:
+                r = RingReader(
+                    len(self.readers),
+                    dev.state.chardev,
+                    ring,
+                    dev.interface_id,
+                    dev.state.snaplen,
+                    self.buffer,
+                    self.opts.pin,
+                )
+            except OSError as e:
+                if e.errno == errno.EBUSY:
+                    raise SetupError(f"{dev.ifname}: ring {ring} is read by another process") from e
+                raise
+            dev.readers.append(r)
+            self.readers.append(r)
+
+    def interfaces(self) -> list[pcapng.Interface]:
+        out = []
+        for d in self.devices:
+            s = d.state
+            assert s.link_type is not None and s.snaplen is not None
+            out.append(
+                pcapng.Interface(
+                    name=d.ifname,
+                    link_type=pcapng.link_type_of(s.link_type),
+                    snaplen=s.snaplen,
+                    description=(
+                        f"mgcap {s.mode} capture of {d.ifname}: {s.nr_rings} rings of "
+                        f"{(s.ring_size or 0) >> 10} KiB"
+                    ),
+                    hardware=_hardware(d.ifname),
+                    comment=self.clock_comment(d),
+                )
+            )
+        return out
+
+    def clock_comment(self, dev: Device) -> str:
+        return "timestamps: software (kernel real-time clock when mgcap saw the frame)"
+
+    def _open_outputs(self) -> None:
+        o = self.opts
+        ifaces = self.interfaces()
+        n_outputs = max(len(d.readers) for d in self.devices) if o.per_ring else 1
+        for i in range(n_outputs):
+            naming = None
+            if o.write != "-":
+                template = per_ring_name(o.write, i) if o.per_ring else o.write
+                naming = Naming(
+                    template,
+                    size_rotation=o.rotate_bytes is not None,
+                    time_rotation=o.rotate_seconds is not None,
+                    max_files=o.max_files,
+                )
+            self.outputs.append(
+                Output(naming, ifaces, self.statistics, o.rotate_bytes, o.rotate_seconds)
+            )
+        # open the first files now: a bad path fails before any packet is read
+        for out in self.outputs:
+            out.write_records(b"", 0)
+
+    # -- run ------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        if not self.stop_event.is_set():
+            self.reason = reason
+            self.stop_event.set()
+
+    def run(self, tick: float, on_tick: Callable[["Session"], None] | None = None) -> None:
+        readers = self.readers
+        device_of = [next(d for d in self.devices if r in d.readers) for r in readers]
+        self.writer = Writer(
+            self.buffer,
+            self.outputs,
+            route=(lambda s: readers[s].ring) if self.opts.per_ring else (lambda s: 0),
+            interface_of=lambda s: device_of[s].interface_id,
+            n_interfaces=len(self.devices),
+            count=self.opts.count,
+            on_stop=self.request_stop,
+        )
+        self.writer.start()
+        for r in self.readers:
+            r.start()
+        while not self.stop_event.wait(tick):
+            if on_tick:
+                on_tick(self)
+            if all(not r.is_alive() for r in self.readers):
+                errs = [r.error for r in self.readers if r.error]
+                self.request_stop("read-error" if errs else "ended")
+        self.finish()
+
+    def finish(self) -> None:
+        """Stop what we started, drain, finalize the files."""
+        assert self._api is not None and self.writer is not None
+        drain = self.reason not in ("count", "error", "files")
+        for dev in self.devices:
+            if dev.owned:
+                # a device that went away: its capture already ended
+                with contextlib.suppress(MgcapError):
+                    self._api.stop(dev.ifname)
+        for r in self.readers:
+            r.drain_on_stop = drain
+            r.stop_requested.set()
+        for r in self.readers:
+            r.join()
+        for dev in self.devices:
+            dev.final = dev.control.stats()
+        self.buffer.close()
+        self.writer.join()
+        self.writer.close_outputs()
+        self.end_ns = time.time_ns()
+        self.close()
+
+    def abort(self) -> None:
+        """Undo a half-done set-up: nothing started stays started."""
+        for dev in self.devices:
+            if dev.owned and self._api is not None:
+                with contextlib.suppress(MgcapError):
+                    self._api.stop(dev.ifname)
+        for out in self.outputs:
+            for path in out.files:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        self.close()
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()
+        for dev in self.devices:
+            dev.control.close()
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+    # -- accounting -----------------------------------------------------
+
+    def kernel_counters(self, dev: Device) -> dict[str, int]:
+        now = dev.final if dev.final is not None else dev.control.stats()
+        return {k: v - dev.baseline.get(k, 0) for k, v in now.items()}
+
+    def totals(self) -> list[DeviceTotals]:
+        assert self.writer is not None
+        out = []
+        for dev in self.devices:
+            k = self.kernel_counters(dev)
+            written = self.writer.written_per_interface[dev.interface_id]
+            dropped = sum(r.dropped for r in dev.readers)
+            kdrops = k["ring_full_drops"] + k["copy_errors"]
+            out.append(
+                DeviceTotals(
+                    ifname=dev.ifname,
+                    seen=k["seen_packets"],
+                    written=written,
+                    kernel_drops=kdrops,
+                    mgdump_drops=dropped,
+                    not_written=max(k["captured_packets"] - written - dropped, 0),
+                )
+            )
+        return out
+
+    def statistics(self) -> list[pcapng.InterfaceStatistics]:
+        """The ISBs that end each file: counters since the capture started."""
+        now = time.time_ns()
+        stats = []
+        written = self.writer.written_per_interface if self.writer else [0] * len(self.devices)
+        for dev in self.devices:
+            if dev.control.fd < 0:
+                continue
+            k = self.kernel_counters(dev)
+            dropped = sum(r.dropped for r in dev.readers)
+            stats.append(
+                pcapng.InterfaceStatistics(
+                    interface_id=dev.interface_id,
+                    timestamp_ns=now,
+                    start_ns=self.start_ns,
+                    end_ns=now,
+                    ifrecv=k["seen_packets"],
+                    ifdrop=k["ring_full_drops"] + k["copy_errors"],
+                    osdrop=dropped,
+                    usrdeliv=written[dev.interface_id],
+                    comment=(
+                        f"mgcap: {k['seen_packets']} seen, {written[dev.interface_id]} written, "
+                        f"{k['ring_full_drops'] + k['copy_errors']} dropped by the kernel ring, "
+                        f"{dropped} dropped by mgdump"
+                    ),
+                )
+            )
+        return stats

@@ -1,0 +1,66 @@
+"""What mgdump says when it ends: tcpdump-like lines on stderr, and --stats-json."""
+
+import json
+import os
+from typing import Any
+
+from mgctl.dump.session import Session
+
+REASONS = {
+    "signal": "interrupted",
+    "count": "packet count reached",
+    "files": "file count reached",
+    "ended": "capture ended (device removed or capture stopped)",
+    "read-error": "reading the capture failed",
+    "error": "writing the output failed",
+}
+
+
+def as_dict(session: Session) -> dict[str, Any]:
+    totals = session.totals()
+    cpu = os.times()
+    files = [f for out in session.outputs for f in out.files]
+    return {
+        "reason": session.reason,
+        "seen": sum(t.seen for t in totals),
+        "written": sum(t.written for t in totals),
+        "kernel_drops": sum(t.kernel_drops for t in totals),
+        "mgdump_drops": sum(t.mgdump_drops for t in totals),
+        "not_written": sum(t.not_written for t in totals),
+        "cpu_seconds": round(cpu.user + cpu.system, 3),
+        "buffer_high_water": session.buffer.high_water,
+        "files": files,
+        "interfaces": [
+            {
+                "ifname": t.ifname,
+                "seen": t.seen,
+                "written": t.written,
+                "kernel_drops": t.kernel_drops,
+                "mgdump_drops": t.mgdump_drops,
+                "not_written": t.not_written,
+            }
+            for t in totals
+        ],
+    }
+
+
+def text(d: dict[str, Any]) -> str:
+    lines = [f"mgdump: {REASONS.get(d['reason'], d['reason'])}"]
+    ifaces = d["interfaces"]
+    rows: list[tuple[str, dict[str, Any]]] = [("", d)]
+    if len(ifaces) > 1:
+        rows += [(f"{i['ifname']}: ", i) for i in ifaces]
+    for prefix, r in rows:
+        lines.append(f"{prefix}{r['written']} packets written")
+        lines.append(f"{prefix}{r['seen']} packets seen by mgcap")
+        lines.append(f"{prefix}{r['kernel_drops']} packets dropped by the kernel ring")
+        lines.append(f"{prefix}{r['mgdump_drops']} packets dropped by mgdump")
+        if r["not_written"]:
+            lines.append(f"{prefix}{r['not_written']} packets captured but not written")
+    return "\n".join(lines)
+
+
+def write_json(path: str, d: dict[str, Any]) -> None:
+    with open(path, "w") as f:
+        json.dump(d, f, indent=2)
+        f.write("\n")

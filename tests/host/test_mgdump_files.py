@@ -1,0 +1,164 @@
+"""mgdump's file side on the host: record counting, naming, rotation, statistics
+blocks, and the files read back by an independent reader (python-pcapng) and tshark."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pcapng as independent  # python-pcapng, not mgctl.pcapng
+import pytest
+
+from mgctl import pcapng, uapi
+from mgctl.dump import records
+from mgctl.dump.naming import Naming, per_ring_name
+from mgctl.dump.output import Output, OutputError
+from mgctl.record import Record, build_record, iter_records
+
+FRAME = bytes.fromhex(
+    "ffffffffffff" "020000000001" "0800"
+    "45000024000100004011f9c4c0000201c0000202"
+    "1f901f900010a1b2" "deadbeefcafef00d"
+)  # fmt: skip
+TS = 1_700_000_000_000_000_000
+
+
+def recs(n: int, caplen: int = len(FRAME), ifid: int = 0, start: int = 0) -> bytes:
+    return b"".join(
+        build_record(Record(ifid, TS + start + i, len(FRAME), FRAME[:caplen])) for i in range(n)
+    )
+
+
+def test_count_uniform_and_mixed() -> None:
+    rl = uapi.record_len(len(FRAME))
+    assert records.count(recs(100), rl) == 100
+    mixed = recs(3) + recs(2, caplen=20) + recs(4)
+    assert records.count(mixed, rl) == 9
+    assert records.count(b"", rl) == 0
+    assert records.head(mixed, 4) == 3 * rl + uapi.record_len(20)
+    assert records.head_bytes(mixed, 3 * rl + 5) == (3, 3 * rl)
+
+
+def test_count_is_not_fooled_by_a_stride_match() -> None:
+    # 2 short records take the room of one long one: the stride check must fail over
+    rl = uapi.record_len(96)
+    short = uapi.record_len((rl // 2) - 32)
+    assert short * 2 == rl
+    buf = recs(1, caplen=(rl // 2) - 32) * 2 + recs(1, caplen=min(96, len(FRAME)))
+    assert records.count(buf, rl) == 3
+
+
+def test_set_interface_id() -> None:
+    buf = bytearray(recs(3) + recs(2, caplen=7))
+    records.set_interface_id(buf, 5)
+    assert records.first_interface_id(bytes(buf)) == 5
+    assert [r.interface_id for r in iter_records(bytes(buf))] == [5] * 5
+
+
+def test_naming_like_tcpdump() -> None:
+    assert Naming("o.pcapng").name(0, 0) == "o.pcapng"
+    n = Naming("o.pcapng", size_rotation=True)
+    assert [n.name(0, i) for i in range(3)] == ["o.pcapng", "o.pcapng1", "o.pcapng2"]
+    w = Naming("o", size_rotation=True, max_files=12)
+    assert [w.name(0, i) for i in (0, 1, 11, 12)] == ["o00", "o01", "o11", "o00"]
+    t = Naming("c-%Y.pcapng", time_rotation=True)
+    assert t.name(0, 0).startswith("c-19")
+    assert per_ring_name("x.pcapng", 1) == "x.ring1.pcapng"
+    assert per_ring_name("x", 0) == "x.ring0"
+
+
+IFACES = [pcapng.Interface("lo", snaplen=96, description="loopback", comment="timestamps: sw"),
+          pcapng.Interface("eth9", snaplen=65535)]  # fmt: skip
+
+
+def isb_fn(recv: int = 10) -> list[pcapng.InterfaceStatistics]:
+    return [
+        pcapng.InterfaceStatistics(i, TS + 99, TS, TS + 99, recv, 2, 1, recv - 3, "c")
+        for i in range(len(IFACES))
+    ]
+
+
+def read_back(path: Path) -> tuple[list[object], list[object], list[object]]:
+    with open(path, "rb") as f:
+        scanner = independent.FileScanner(f)
+        blocks = list(scanner)
+    idbs = [b for b in blocks if isinstance(b, independent.blocks.InterfaceDescription)]
+    epbs = [b for b in blocks if isinstance(b, independent.blocks.EnhancedPacket)]
+    isbs = [b for b in blocks if isinstance(b, independent.blocks.InterfaceStatistics)]
+    return idbs, epbs, isbs
+
+
+def test_output_round_trips_through_an_independent_reader(tmp_path: Path) -> None:
+    path = tmp_path / "o.pcapng"
+    out = Output(Naming(str(path)), IFACES, isb_fn)
+    out.write_records(recs(5) + recs(2, ifid=1, start=5), 7)
+    out.close()
+    idbs, epbs, isbs = read_back(path)
+    assert [i.options["if_name"] for i in idbs] == ["lo", "eth9"]  # type: ignore[attr-defined]
+    assert idbs[0].options["if_tsresol"] == b"\x09"  # type: ignore[attr-defined]
+    assert [e.interface_id for e in epbs] == [0] * 5 + [1] * 2  # type: ignore[attr-defined]
+    assert epbs[0].packet_data == FRAME  # type: ignore[attr-defined]
+    assert len(isbs) == 2
+    o = isbs[0].options  # type: ignore[attr-defined]
+    assert (o["isb_ifrecv"], o["isb_ifdrop"], o["isb_osdrop"], o["isb_usrdeliv"]) == (10, 2, 1, 7)
+
+
+def test_size_rotation_cuts_at_record_boundaries(tmp_path: Path) -> None:
+    path = tmp_path / "r.pcapng"
+    rl = uapi.record_len(len(FRAME))
+    header = len(pcapng.file_header(IFACES))
+    limit = header + 10 * rl + rl // 2  # room for 10 records and a half
+    out = Output(Naming(str(path), size_rotation=True), IFACES, isb_fn, rotate_bytes=limit)
+    out.write_records(recs(25), 25)
+    out.close()
+    assert out.files == [str(path), f"{path}1", f"{path}2"]
+    counts = [len(read_back(Path(f))[1]) for f in out.files]
+    assert counts == [10, 10, 5]
+    assert all(len(read_back(Path(f))[2]) == 2 for f in out.files)
+
+
+def test_ring_of_files_with_W(tmp_path: Path) -> None:
+    path = tmp_path / "w.pcapng"
+    rl = uapi.record_len(len(FRAME))
+    limit = len(pcapng.file_header(IFACES)) + 2 * rl
+    out = Output(
+        Naming(str(path), size_rotation=True, max_files=3), IFACES, isb_fn, rotate_bytes=limit
+    )
+    out.write_records(recs(9), 9)  # 5 files of 2, 2, 2, 2, 1 over 3 names
+    out.close()
+    names = sorted({Path(f).name for f in out.files})
+    assert names == ["w.pcapng0", "w.pcapng1", "w.pcapng2"]
+    assert len(read_back(tmp_path / "w.pcapng1")[1]) == 1  # the 5th file reused name 1
+
+
+def test_write_error_leaves_a_valid_file(tmp_path: Path) -> None:
+    path = tmp_path / "e.pcapng"
+    out = Output(Naming(str(path)), IFACES, isb_fn)
+    out.write_records(recs(3), 3)
+    good = path.stat().st_size
+    # a write that fails half way: the file must end at the last whole block
+    out.fd, saved = -2, out.fd  # an invalid descriptor makes os.write fail
+    with pytest.raises(OutputError):
+        out._write(recs(2))
+    out.fd = saved
+    assert out.size == good
+    out.close()
+    assert len(read_back(path)[1]) == 3
+
+
+def test_unwritable_path_is_a_clear_error(tmp_path: Path) -> None:
+    out = Output(Naming(str(tmp_path / "nodir" / "x.pcapng")), IFACES, isb_fn)
+    with pytest.raises(OutputError, match="No such file or directory"):
+        out.write_records(b"", 0)
+
+
+@pytest.mark.skipif(not shutil.which("tshark"), reason="tshark not installed")
+def test_tshark_reads_rotated_files(tmp_path: Path) -> None:
+    path = tmp_path / "t.pcapng"
+    out = Output(Naming(str(path)), IFACES, isb_fn)
+    out.write_records(recs(4), 4)
+    out.close()
+    r = subprocess.run(
+        ["tshark", "-r", str(path), "-T", "fields", "-e", "frame.interface_name"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert r.stdout.split() == ["lo"] * 4

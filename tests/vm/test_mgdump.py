@@ -1,0 +1,278 @@
+"""mgdump end to end in the VM: files checked by tshark/capinfos with exact counts,
+multi-device interface ids, statistics blocks equal to the kernel's counters,
+rotation, standard output into tshark, SIGTERM under a flood, disk full, the
+capture ending under it, and clear errors."""
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pcapng as independent  # python-pcapng: an independent reader of the statistics
+import pytest
+
+from tests.vm.conftest import (
+    Module,
+    Pktgen,
+    VethPair,
+    capinfos_count,
+    eventually,
+    run_mgctl,
+    sh,
+    traffic,
+    tshark_fields,
+)
+
+MGDUMP = Path(sys.executable).with_name("mgdump")
+
+
+@dataclass
+class DumpResult:
+    code: int
+    stderr: str
+    stats: dict[str, Any]
+
+
+def run_mgdump(args: list[str], tmp: Path, during: Callable[[], None] | None = None) -> DumpResult:
+    """mgdump's main() in this process (signals need the main thread), `during` in a
+    thread once the capture runs."""
+    from mgctl.dump import cli
+
+    stats = tmp / "stats.json"
+    err = io.StringIO()
+    argv = sys.argv
+    sys.argv = ["mgdump", "-q", "--stats-json", str(stats), *args]
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    helper = None
+    if during is not None:
+        helper = threading.Thread(target=during, daemon=True)
+        helper.start()
+    code = 0
+    try:
+        with contextlib.redirect_stderr(err):
+            cli.main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = argv
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    if helper is not None:
+        helper.join(timeout=600)
+    data = json.loads(stats.read_text()) if stats.exists() else {}
+    return DumpResult(code, err.getvalue(), data)
+
+
+def when_capturing(ifname: str, then: Callable[[], object]) -> Callable[[], None]:
+    def action() -> None:
+        assert eventually(lambda: Path(f"/dev/mgcap/{ifname}").exists(), timeout=60)
+        time.sleep(0.3)  # mgdump binds its readers right after the start
+        then()
+
+    return action
+
+
+ISB_KEYS = ("isb_ifrecv", "isb_ifdrop", "isb_osdrop", "isb_usrdeliv")
+
+
+def isb_counters(path: Path) -> list[dict[str, int]]:
+    with open(path, "rb") as f:
+        blocks = list(independent.FileScanner(f))
+    out = []
+    for b in blocks:
+        if isinstance(b, independent.blocks.InterfaceStatistics):
+            o = b.options
+            out.append(
+                {k: int(o[k]) for k in ("isb_ifrecv", "isb_ifdrop", "isb_osdrop", "isb_usrdeliv")}
+            )
+    return out
+
+
+@pytest.fixture
+def loaded(mgcap: Module) -> Iterator[Module]:
+    mgcap.load()
+    yield mgcap
+
+
+def test_lo_count_and_file_properties(loaded: Module, tmp_path: Path) -> None:
+    out = tmp_path / "lo.pcapng"
+    ping = when_capturing("lo", lambda: sh("ping -c 6 -i 0.2 -W 1 127.0.0.1"))
+    r = run_mgdump(["-i", "lo", "-w", str(out), "-c", "10"], tmp_path, ping)
+    assert r.code == 0, r.stderr
+    assert "10 packets written" in r.stderr and "packet count reached" in r.stderr
+    assert capinfos_count(out) == 10
+    rows = tshark_fields(out, "frame.interface_name", "icmp.type")
+    assert [row[0] for row in rows] == ["lo"] * 10
+    info = sh(f"capinfos -M {out}").stdout
+    assert "nanoseconds" in info.lower() or "9" in info
+    # mgdump started the capture, so it stopped it
+    state = json.loads(run_mgctl("-j show dev lo").stdout)
+    assert state[0]["capturing"] is False
+
+
+def test_flood_sigterm_accounting_and_isb(tmp_path: Path, loaded: Module, dummy: str) -> None:
+    """A pktgen flood into a small ring, SIGTERM afterwards: the file is valid and its
+    packets plus every reported drop equal what pktgen sent; ISBs equal the kernel."""
+    out = tmp_path / "flood.pcapng"
+    stats = tmp_path / "flood.json"
+    proc = subprocess.Popen(
+        [MGDUMP, "-q", "-i", dummy, "-w", str(out), "--ring-size", "65536", "--mode", "drop",
+         "--stats-json", str(stats)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert eventually(lambda: Path(f"/dev/mgcap/{dummy}").exists(), timeout=120)
+        time.sleep(1)
+        sent = Pktgen(dummy).run(count=20_000, pkt_size=128)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "interrupted" in err
+    s = json.loads(stats.read_text())
+    n = capinfos_count(out)
+    assert n == s["written"]
+    assert s["seen"] == sent == 20_000
+    assert n + s["kernel_drops"] + s["mgdump_drops"] == sent, s
+    assert s["not_written"] == 0
+    isb = isb_counters(out)
+    assert isb == [
+        {"isb_ifrecv": sent, "isb_ifdrop": s["kernel_drops"], "isb_osdrop": s["mgdump_drops"],
+         "isb_usrdeliv": n}
+    ]  # fmt: skip
+
+
+def test_two_devices_one_file(tmp_path: Path, loaded: Module, veth: VethPair) -> None:
+    out = tmp_path / "two.pcapng"
+
+    def both() -> None:
+        assert eventually(lambda: Path(f"/dev/mgcap/{veth.dev}").exists(), timeout=60)
+        time.sleep(0.3)
+        sh("ping -c 3 -i 0.2 127.0.0.1")
+        traffic(f"udp --dst {veth.addr} --count 50 --size 100", ns=veth.ns)
+
+    r = run_mgdump(["-i", "lo", "-i", veth.dev, "-w", str(out), "-c", "56"], tmp_path, both)
+    assert r.code == 0, r.stderr
+    rows = tshark_fields(out, "frame.interface_name", "ip.proto")
+    assert len(rows) == 56
+    assert sorted({(a, b) for a, b in rows}) == [("lo", "1"), (veth.dev, "17")]
+    assert sum(1 for a, _ in rows if a == veth.dev) == 50
+    assert [i["ifname"] for i in r.stats["interfaces"]] == ["lo", veth.dev]
+    assert len(isb_counters(out)) == 2
+
+
+def test_stdout_into_tshark(loaded: Module, tmp_path: Path) -> None:
+    pipe = subprocess.Popen(
+        f"exec {MGDUMP} -q -i lo -w - -c 4 | tshark -n -r - -T fields -e ip.dst",
+        shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert eventually(lambda: Path("/dev/mgcap/lo").exists(), timeout=120)
+    time.sleep(1)
+    sh("ping -c 2 -i 0.2 127.0.0.1")
+    out, err = pipe.communicate(timeout=300)
+    assert pipe.returncode == 0, err
+    assert out.split() == ["127.0.0.1"] * 4
+
+
+def test_size_rotation_and_per_ring(tmp_path: Path, loaded: Module, dummy: str) -> None:
+    out = tmp_path / "rot.pcapng"
+    flood = when_capturing(dummy, lambda: Pktgen(dummy).run(count=2_000, threads=2))
+    r = run_mgdump(
+        ["-i", dummy, "-w", str(out), "-C", "0.1", "-c", "4000", "--per-ring"], tmp_path, flood
+    )
+    assert r.code == 0, r.stderr
+    files = r.stats["files"]
+    assert isinstance(files, list)
+    per_ring: dict[str, int] = {}
+    for f in files:
+        n = capinfos_count(Path(f))
+        assert Path(f).stat().st_size <= 100_000 + 200  # -C plus the statistics blocks
+        key = "ring0" if ".ring0." in f else "ring1"
+        per_ring[key] = per_ring.get(key, 0) + n
+    # pktgen thread t runs on CPU t: ring t holds its 2000 frames
+    assert per_ring == {"ring0": 2000, "ring1": 2000}
+    assert len(files) == 2 * -(-2000 * 128 // 100_000)
+
+
+def test_time_rotation_stops_after_W_files(loaded: Module, tmp_path: Path) -> None:
+    template = str(tmp_path / "g-%H%M%S.pcapng")
+    t0 = time.monotonic()
+    r = run_mgdump(["-i", "lo", "-w", template, "-G", "1", "-W", "2"], tmp_path)
+    assert r.code == 0, r.stderr
+    assert "file count reached" in r.stderr
+    files = r.stats["files"]
+    assert isinstance(files, list) and len(files) == 2
+    for f in files:
+        assert capinfos_count(Path(f)) >= 0
+    assert time.monotonic() - t0 < 60
+
+
+def test_disk_full(tmp_path: Path, loaded: Module, dummy: str) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    sh(f"mount -t tmpfs -o size=256k tmpfs {small}")
+    try:
+        flood = when_capturing(dummy, lambda: Pktgen(dummy).run(count=10_000))
+        r = run_mgdump(["-i", dummy, "-w", str(small / "f.pcapng")], tmp_path, flood)
+        assert r.code == 4, r.stderr
+        assert "No space left on device" in r.stderr
+        n = capinfos_count(small / "f.pcapng")
+        assert n == r.stats["written"]
+        assert 1000 < n < 10_000
+        s = r.stats
+        total = s["written"] + s["kernel_drops"] + s["mgdump_drops"] + s["not_written"]
+        assert total == s["seen"]
+    finally:
+        sh(f"umount {small}", check=False)
+
+
+def test_device_removed_ends_capture(tmp_path: Path, loaded: Module, dummy: str) -> None:
+    def remove() -> None:
+        Pktgen(dummy).run(count=500)
+        sh(f"ip link del {dummy}")
+
+    out = tmp_path / "gone.pcapng"
+    r = run_mgdump(["-i", dummy, "-w", str(out)], tmp_path, when_capturing(dummy, remove))
+    assert r.code == 3, r.stderr
+    assert "capture ended" in r.stderr
+    assert capinfos_count(out) == 500 == r.stats["written"]
+
+
+def test_existing_capture_is_left_as_found(loaded: Module, tmp_path: Path) -> None:
+    assert run_mgctl("start dev lo mode drop snaplen 128").returncode == 0
+    r = run_mgdump(["-i", "lo", "-w", str(tmp_path / "x"), "-s", "64"], tmp_path)
+    assert r.code == 1 and "lo already captures with snaplen 128" in r.stderr
+    ping = when_capturing("lo", lambda: sh("ping -c 2 -i 0.2 127.0.0.1", check=False))
+    r = run_mgdump(["-i", "lo", "-w", str(tmp_path / "y"), "-c", "2"], tmp_path, ping)
+    assert r.code == 0, r.stderr
+    state = json.loads(run_mgctl("-j show dev lo").stdout)[0]
+    assert state["capturing"] and state["mode"] == "drop" and state["snaplen"] == 128
+    assert run_mgctl("stop dev lo").returncode == 0
+
+
+def test_clear_errors(mgcap: Module, tmp_path: Path) -> None:
+    r = run_mgdump(["-i", "lo", "-w", str(tmp_path / "x")], tmp_path)
+    assert r.code == 1 and r.stderr.strip() == "mgdump: mgcap module not loaded (modprobe mgcap)"
+    mgcap.load()
+    r = run_mgdump(["-i", "nosuch0", "-w", str(tmp_path / "x")], tmp_path)
+    assert r.code == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "nosuch0" in r.stderr
+    r = run_mgdump(["-i", "lo", "-w", str(tmp_path / "no" / "dir.pcapng")], tmp_path)
+    assert r.code == 1 and "No such file or directory" in r.stderr
+    # nothing left behind: the capture mgdump started for the bad path is stopped
+    assert json.loads(run_mgctl("-j show dev lo").stdout)[0]["capturing"] is False
+    r = run_mgdump(["-i", "lo", "-w", "x", "-c", "0"], tmp_path)
+    assert r.code == 2 and "-c must be at least 1" in r.stderr
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink("x")
