@@ -38,6 +38,8 @@ def guest_command(args: argparse.Namespace) -> str:
         cmd.append("--no-xdpdump")
     if args.smoke:
         cmd.append("--smoke")
+    if args.perf:
+        cmd += ["--perf", args.perf]
     if args.ko:
         cmd += ["--ko", str(args.ko)]
     return shlex.join(cmd) + ' --out "$MGCAP_OUT/raw.json"'
@@ -66,6 +68,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=BUILD / "bench")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per kernel")
     ap.add_argument("--report", type=Path, help="only render this raw JSON")
+    ap.add_argument("--perf", help="profile the rows matching this (perf-*.txt next to the JSON)")
     ap.add_argument("--mgcap-rev", help="measure mgcap.ko as of this git revision")
     args = ap.parse_args()
     if args.report:
@@ -84,6 +87,8 @@ def main() -> None:
             continue
         args.out.mkdir(parents=True, exist_ok=True)
         shutil.copy(raw_path, args.out / f"bench-{kernel}.raw.json")
+        for prof in raw_path.parent.glob("raw-perf-*.txt"):
+            shutil.copy(prof, args.out / f"bench-{kernel}-{prof.name.removeprefix('raw-')}")
         print(report.render(json.loads(raw_path.read_text()), args.out, f"bench-{kernel}"))
     sys.exit(0 if ok else 1)
 

@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -79,7 +80,33 @@ def facts() -> dict[str, Any]:
     }
 
 
-def run_row(row: Row, count: int) -> dict[str, Any]:
+class Profile:
+    """perf record -a (cpu-clock: TCG has no PMU) around the flood of one row."""
+
+    def __init__(self, out: Path, row: Row) -> None:
+        slug = re.sub(r"[^a-z0-9]+", "-", row.key.lower()).strip("-")
+        self.data = out.with_name(f"{out.stem}-perf-{slug}.data")
+        self.text = out.with_name(f"{out.stem}-perf-{slug}.txt")
+        self.proc = subprocess.Popen(
+            ["perf", "record", "-q", "-e", "cpu-clock", "-a", "-g", "-o", str(self.data)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait()
+        with self.text.open("w") as f:
+            for sort in ("sym", "dso,sym"):
+                subprocess.run(
+                    ["perf", "report", "-i", str(self.data), "--stdio", "--no-children",
+                     "-g", "none", "--sort", sort, "--percent-limit", "0.3"],
+                    stdout=f, stderr=subprocess.DEVNULL, check=False,
+                )  # fmt: skip
+
+
+def run_row(row: Row, count: int, perf_out: Path | None = None) -> dict[str, Any]:
     shutil.rmtree(WORK / "run", ignore_errors=True)
     wd = WORK / "run"
     wd.mkdir()
@@ -95,7 +122,10 @@ def run_row(row: Row, count: int) -> dict[str, Any]:
             cap.mark()
             if row.stop_reader:
                 cap.pause()
+        prof = Profile(perf_out, row) if perf_out else None
         run = pktgen.run(DEV, count, row.pkt_size, row.threads)
+        if prof:
+            prof.stop()
         if cap:
             if row.stop_reader:
                 cap.resume()
@@ -154,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--smoke", action="store_true", help="a few rows, once each")
     ap.add_argument("--only", help="regular expression: run only the rows whose key matches")
     ap.add_argument("--no-xdpdump", action="store_true", help="leave xdpdump out")
+    ap.add_argument("--perf", help="regular expression: profile these rows (perf record -a)")
     ap.add_argument("--ko", type=Path, default=BUILD / "kernel" / "mgcap.ko", help="mgcap.ko")
     a = ap.parse_args(argv)
     rows = smoke_rows() if a.smoke else all_rows(xdpdump=not a.no_xdpdump)
@@ -168,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
         pktgen.run(DEV, min(a.count, 50_000), 128)  # warm-up, not recorded
         for rep in range(reps):
             for row in rows:
-                res = run_row(row, a.count) | {"rep": rep}
+                profile = a.perf and rep == 0 and re.search(a.perf, row.key)
+                res = run_row(row, a.count, a.out if profile else None) | {"rep": rep}
                 results.append(res)
                 print(f"[{time.monotonic() - start:6.0f}s] rep {rep} {progress(res)}", flush=True)
                 a.out.write_text(json.dumps(doc, indent=1))

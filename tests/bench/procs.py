@@ -54,18 +54,19 @@ class Proc:
             self.popen.wait()
             raise RuntimeError(f"{self.argv[0]} did not exit: {self.output()}") from None
 
-    def has_open(self, prefix: str) -> bool:
+    def open_count(self, prefix: str) -> int:
+        """How many of its file descriptors are open on paths starting with prefix."""
         try:
             fds = os.listdir(f"/proc/{self.pid}/fd")
         except FileNotFoundError:
-            return False
+            return 0
+        n = 0
         for fd in fds:
             try:
-                if os.readlink(f"/proc/{self.pid}/fd/{fd}").startswith(prefix):
-                    return True
+                n += os.readlink(f"/proc/{self.pid}/fd/{fd}").startswith(prefix)
             except OSError:
                 continue
-        return False
+        return n
 
 
 def wait_for(

@@ -4,6 +4,7 @@ the traffic, finish() waits until the tool has taken everything, stops it and
 accounts for every frame: captured (packets in its output), drops it reports."""
 
 import json
+import os
 import re
 import signal
 import sys
@@ -236,7 +237,13 @@ class MgcapCapture(Capture):
                     "--mode", self.mode, "-q", "--stats-json", str(self.stats_json)]  # fmt: skip
             if self.ring_size:
                 argv += ["--ring-size", str(self.ring_size)]
+            if self.pin is not None:
+                # its ring readers would pin themselves to their rings' CPUs, here the
+                # generator's: keep mgdump where the other tools run
+                argv.append("--no-pin")
             p = self.spawn(argv, tag="mgdump", pin=self.pin)
+            # one file per ring reader
+            readers = os.cpu_count() or 1
         else:
             from mgctl.api import Mgcap
 
@@ -244,7 +251,8 @@ class MgcapCapture(Capture):
                 m.start(self.dev, mode=self.mode, ring_size=self.ring_size)
             target = "/dev/null" if self.reader == "cat-null" else str(self.out)
             p = self.spawn(["sh", "-c", f"exec cat {node} > {target}"], tag="cat", pin=self.pin)
-        wait_for(f"{self.reader} to open {node}", lambda: p.has_open(node), [p])
+            readers = 1
+        wait_for(f"{self.reader} to open {node}", lambda: p.open_count(node) >= readers, [p])
 
     def _kernel_stats(self) -> dict[str, int]:
         d = Path(f"/sys/class/mgcap/{self.dev}/statistics")

@@ -152,6 +152,7 @@ def main() -> None:
     ap.add_argument("--exec", dest="command", help="shell command to run instead of the VM tests")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per kernel")
     ap.add_argument("--qemu-opts", help="extra qemu options (e.g. emulated NICs)")
+    ap.add_argument("--append", default=APPEND, help="kernel command line (default: %(default)s)")
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -160,7 +161,9 @@ def main() -> None:
     command = args.command or "pytest " + " ".join(shlex.quote(a) for a in pytest_args)
     results = {}
     for i, kernel in enumerate(kernels.resolve(args.kernel or ["all"])):
-        results[kernel] = run_kernel(kernel, command, args.timeout, args.qemu_opts, first=i == 0)
+        results[kernel] = run_kernel(
+            kernel, command, args.timeout, args.qemu_opts, first=i == 0, append=args.append
+        )
     print("== summary: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in results.items()))
     sys.exit(0 if all(results.values()) else 1)
 
