@@ -92,7 +92,11 @@ class Profile:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(1)
+        # perf takes seconds to start under TCG: sample only once it writes
+        end = time.monotonic() + 60
+        while not self.data.exists() and time.monotonic() < end:
+            time.sleep(0.1)
+        time.sleep(3)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
@@ -106,7 +110,22 @@ class Profile:
                 )  # fmt: skip
 
 
-def run_row(row: Row, count: int, perf_out: Path | None = None) -> dict[str, Any]:
+def reload_mgcap(ko: Path, params: str) -> None:
+    sh("rmmod mgcap")
+    sh(f"insmod {ko} {params}")
+
+
+def run_row(row: Row, count: int, ko: Path, perf_out: Path | None = None) -> dict[str, Any]:
+    if row.module_params:
+        reload_mgcap(ko, row.module_params)
+    try:
+        return _run_row(row, count, perf_out)
+    finally:
+        if row.module_params:
+            reload_mgcap(ko, "")
+
+
+def _run_row(row: Row, count: int, perf_out: Path | None) -> dict[str, Any]:
     shutil.rmtree(WORK / "run", ignore_errors=True)
     wd = WORK / "run"
     wd.mkdir()
@@ -200,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         for rep in range(reps):
             for row in rows:
                 profile = a.perf and rep == 0 and re.search(a.perf, row.key)
-                res = run_row(row, a.count, a.out if profile else None) | {"rep": rep}
+                res = run_row(row, a.count, a.ko, a.out if profile else None) | {"rep": rep}
                 results.append(res)
                 print(f"[{time.monotonic() - start:6.0f}s] rep {rep} {progress(res)}", flush=True)
                 a.out.write_text(json.dumps(doc, indent=1))

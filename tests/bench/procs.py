@@ -82,10 +82,12 @@ def wait_for(
         time.sleep(0.05)
 
 
-def wait_quiet(procs: Sequence[Proc], files: Sequence[Path], settle: float = 1.0) -> None:
-    """Wait until the processes are done with the traffic: output files no longer grow
-    and the processes use next to no CPU for `settle` seconds (a TPACKET_V3 reader
-    gets its last block only at the block timeout, 1 s for tcpdump)."""
+def wait_quiet(procs: Sequence[Proc], files: Sequence[Path], settle: float = 1.5) -> int:
+    """Wait until the processes are done with the traffic: for `settle` seconds their
+    output files did not grow and they used less than a tenth of a CPU (a TPACKET_V3
+    reader gets its last block only at the block timeout, 1 s for tcpdump).  Returns
+    their CPU time (ns) when they went quiet, so that idle polling after the traffic
+    does not count."""
 
     def sample() -> tuple[list[int], int]:
         sizes = [f.stat().st_size if f.exists() else 0 for f in files]
@@ -95,13 +97,19 @@ def wait_quiet(procs: Sequence[Proc], files: Sequence[Path], settle: float = 1.0
     need = max(int(settle / step), 1)
     quiet = 0
     last = sample()
+    went_quiet = last[1]
     end = time.monotonic() + 120
     while quiet < need and time.monotonic() < end:
         time.sleep(step)
         cur = sample()
-        busy = cur[0] != last[0] or cur[1] - last[1] > 5_000_000 * step
-        quiet = 0 if busy else quiet + 1
+        busy = cur[0] != last[0] or cur[1] - last[1] > 0.1 * step * 1e9
+        if busy:
+            quiet = 0
+            went_quiet = cur[1]
+        else:
+            quiet += 1
         last = cur
+    return went_quiet
 
 
 def stop_all(procs: Sequence[Proc], sig: int = signal.SIGINT) -> list[int]:

@@ -8,6 +8,8 @@ from tests.bench.tools import Capture, Dumpcap, MgcapCapture, Netsniff, Tcpdump,
 
 SIZES = (64, 128, 256, 1500)
 LOSS_RING = 64 << 10
+# per CPU: 64 MiB in all on two CPUs, the buffer the peers get (tcpdump -B 65536 and so on)
+RING = 32 << 20
 
 Maker = Callable[[str, Path, int | None], Capture]
 
@@ -22,6 +24,7 @@ class Row:
     make: Maker | None = None
     baseline: str | None = None  # the null row this one adds cost to
     stop_reader: bool = False  # loss regime: the reader is stopped during the flood
+    module_params: str = ""  # mgcap.ko parameters for this row (reloaded around it)
 
     @property
     def key(self) -> str:
@@ -37,7 +40,7 @@ NULL_PASS = "null rx_handler, pass"
 NULL_CONSUME = "null rx_handler, consume"
 
 
-def _mgcap(mode: str, reader: str = "mgdump", ring: int | None = None) -> Maker:
+def _mgcap(mode: str, reader: str = "mgdump", ring: int = RING) -> Maker:
     def make(dev: str, wd: Path, pin: int | None) -> Capture:
         return MgcapCapture(dev, wd, pin, mode=mode, reader=reader, ring_size=ring)
 
@@ -71,6 +74,8 @@ def all_rows(xdpdump: bool = True) -> list[Row]:
             baseline=NULL_CONSUME),
         Row("mgcap drop + cat >file", "reader", make=_mgcap("drop", "cat"),
             baseline=NULL_CONSUME),
+        Row("mgcap drop + mgdump, wakeup_usecs=10000", "reader", make=_mgcap("drop"),
+            baseline=NULL_CONSUME, module_params="wakeup_usecs=10000"),
         Row("tcpdump -B 65536 -w", "peer", make=Tcpdump, baseline=NULL_PASS),
         Row("dumpcap -B 64 -w", "peer", make=Dumpcap, baseline=NULL_PASS),
         Row("netsniff-ng", "peer", make=Netsniff, baseline=NULL_PASS),

@@ -65,8 +65,7 @@ class Capture(ABC):
 
     def settle(self) -> float:
         """Wait until the traffic is processed; returns CPU seconds used since mark()."""
-        wait_quiet(self.procs, self.outputs())
-        return (self._cpu() - self._cpu0) / 1e9
+        return (wait_quiet(self.procs, self.outputs()) - self._cpu0) / 1e9
 
     def spawn(self, argv: list[str], tag: str | None = None, pin: int | None = None) -> Proc:
         p = Proc(argv, self.workdir, tag or f"{self.name}{len(self.procs)}", pin)
