@@ -9,8 +9,9 @@
 Needs root (the VM).  Other VMs running at the same time make the numbers worthless:
 wrap the command in `flock /work/vm.lock` on a shared machine.  The guest boots
 without the test suite's memory debugging (slub_debug, KFENCE), which would add
-allocator cost to every pktgen frame, and with the TSC as its clock.  Results: build/bench/bench-<kernel>.{md,json,png}
-and the raw per-repetition results in bench-<kernel>.raw.json.
+allocator cost to every pktgen frame, and with the TSC as its clock.  Results:
+build/bench/bench-<kernel>.{md,json,png} and the raw per-repetition results in
+bench-<kernel>.raw.json.
 """
 
 import argparse
