@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from tests.bench import report
+from tests.bench.rows import smoke_rows
 from tests.vm.conftest import Module
 
 
@@ -19,7 +20,7 @@ def test_bench_smoke(mgcap: Module, tmp_path: Path) -> None:
     )  # fmt: skip
     raw = json.loads(raw_path.read_text())
     results = {r["name"]: r for r in raw["results"]}
-    assert len(results) == len(raw["results"]) == 7
+    assert len(results) == len(raw["results"]) == len(smoke_rows())
     for r in results.values():
         assert r["offered"] == 3000, r
         assert r["us_per_packet"] > 0
