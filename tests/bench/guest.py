@@ -88,15 +88,15 @@ class Profile:
         self.data = out.with_name(f"{out.stem}-perf-{slug}.data")
         self.text = out.with_name(f"{out.stem}-perf-{slug}.txt")
         self.proc = subprocess.Popen(
-            ["perf", "record", "-q", "-e", "cpu-clock", "-a", "-g", "-o", str(self.data)],
+            ["perf", "record", "-q", "-e", "cpu-clock", "-a", "-o", str(self.data)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        # perf takes seconds to start under TCG: sample only once it writes
+        # perf takes many seconds to start sampling under TCG (it walks /proc first)
         end = time.monotonic() + 60
         while not self.data.exists() and time.monotonic() < end:
             time.sleep(0.1)
-        time.sleep(3)
+        time.sleep(15)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
@@ -105,7 +105,7 @@ class Profile:
             for sort in ("sym", "dso,sym"):
                 subprocess.run(
                     ["perf", "report", "-i", str(self.data), "--stdio", "--no-children",
-                     "-g", "none", "--sort", sort, "--percent-limit", "0.3"],
+                     "--sort", sort, "--percent-limit", "0.3"],
                     stdout=f, stderr=subprocess.DEVNULL, check=False,
                 )  # fmt: skip
 
