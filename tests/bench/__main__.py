@@ -65,7 +65,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--kernel", action="append", default=[], help="6.1 (default), 6.12, all")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--count", type=int, default=300_000, help="frames per generator thread")
+    ap.add_argument("--count", type=int, default=200_000, help="frames per generator thread")
     ap.add_argument("--only", help="regular expression over the row keys")
     ap.add_argument("--no-xdpdump", action="store_true")
     ap.add_argument("--smoke", action="store_true", help="a few rows, once")

@@ -1,6 +1,6 @@
 """The benchmark inside the VM: a dummy device, pktgen, each row several times.
 
-    python -m tests.bench.guest --out raw.json [--reps 3] [--count 300000] [--smoke]
+    python -m tests.bench.guest --out raw.json [--reps 3] [--count 200000] [--smoke]
 
 Writes the raw results (one entry per row and repetition) and the machine's facts as
 JSON; tests/bench/report.py turns them into the table and the plot.  Needs root,
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--count", type=int, default=300_000, help="frames per generator thread")
+    ap.add_argument("--count", type=int, default=200_000, help="frames per generator thread")
     ap.add_argument("--smoke", action="store_true", help="a few rows, once each")
     ap.add_argument("--only", help="regular expression: run only the rows whose key matches")
     ap.add_argument("--no-xdpdump", action="store_true", help="leave xdpdump out")
