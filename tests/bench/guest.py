@@ -85,10 +85,13 @@ class Profile:
 
     def __init__(self, out: Path, row: Row) -> None:
         slug = re.sub(r"[^a-z0-9]+", "-", row.key.lower()).strip("-")
+        # emulated interrupts are slow: without this the kernel throttles sampling to ~1 Hz
+        Path("/proc/sys/kernel/perf_cpu_time_max_percent").write_text("0")
+        Path("/proc/sys/kernel/perf_event_max_sample_rate").write_text("10000")
         self.data = out.with_name(f"{out.stem}-perf-{slug}.data")
         self.text = out.with_name(f"{out.stem}-perf-{slug}.txt")
         self.proc = subprocess.Popen(
-            ["perf", "record", "-q", "-e", "cpu-clock", "-a", "-o", str(self.data)],
+            ["perf", "record", "-q", "-e", "cpu-clock", "-c", "500000", "-a", "-o", str(self.data)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
