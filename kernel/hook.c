@@ -49,25 +49,40 @@ static u64 mgcap_timestamp(struct sk_buff *skb, bool *hw_stamp)
 	return hw ? ktime_to_ns(hw) : ktime_get_real_ns();
 }
 
+/*
+ * Batched wakeups without a barrier per record.  Every record is followed, in
+ * this CPU's program order, by an armed wakeup timer: the producer arms it
+ * when it is not armed, whether or not a reader sleeps now, and the timer is
+ * pinned to this CPU, so that its callback runs after every record published
+ * before the producer saw it armed.  The callback's wake_up() takes the wait
+ * queue lock: a reader queued before is woken and sees the records, one that
+ * queues itself after acquires the lock after them.  No record can wait
+ * longer than wakeup_ns for a sleeping reader, and a flood costs one timer
+ * per wakeup_ns per ring instead of a full barrier per record.
+ *
+ * Crossing the watermark wakes a sleeper at once; that check is the classic
+ * one: a full barrier orders the producer_pos store before the wait queue
+ * loads, pairing with set_current_state() in wait_event and the smp_mb() in
+ * mgcap_poll().  It runs once per watermark, and if it misses a reader that
+ * is just going to sleep, the armed timer still wakes it.
+ */
 static void mgcap_maybe_wake(struct mgcap_ring *ring, u64 used, u32 reclen)
 {
 	struct mgcap_capture *cap = ring->cap;
 
-	/* order the producer_pos store before the sleeper checks below; pairs
-	 * with set_current_state() in wait_event and smp_mb() in mgcap_poll()
-	 */
+	/* timer_armed is only touched on this CPU: here and in the callback */
+	if (!atomic_read(&ring->timer_armed)) {
+		atomic_set(&ring->timer_armed, 1);
+		hrtimer_start(&ring->wakeup_timer, ns_to_ktime(cap->wakeup_ns),
+			      HRTIMER_MODE_REL_PINNED);
+	}
+	if (likely(used >= cap->watermark || used + reclen < cap->watermark))
+		return;
+	/* order the producer_pos store before the wait queue loads */
 	smp_mb();
 	/* safe without the lock: the barrier above orders it, see wq_has_sleeper() */
-	if (!waitqueue_active(&ring->wq) && !waitqueue_active(&cap->wq_any))
-		return;
-	if (used < cap->watermark && used + reclen >= cap->watermark) {
+	if (waitqueue_active(&ring->wq) || waitqueue_active(&cap->wq_any))
 		mgcap_ring_wake(ring);
-		return;
-	}
-	if (!atomic_read(&ring->timer_armed) &&
-	    !atomic_xchg(&ring->timer_armed, 1))
-		hrtimer_start(&ring->wakeup_timer, ns_to_ktime(cap->wakeup_ns),
-			      HRTIMER_MODE_REL);
 }
 
 rx_handler_result_t mgcap_rx_handler(struct sk_buff **pskb)

@@ -25,6 +25,9 @@ static enum hrtimer_restart mgcap_ring_timer_fn(struct hrtimer *timer)
 	struct mgcap_ring *ring = container_of(timer, struct mgcap_ring,
 					       wakeup_timer);
 
+	/* runs on the ring's CPU (the timer is pinned), after the records the
+	 * producer published before it saw the timer armed; see hook.c
+	 */
 	atomic_set(&ring->timer_armed, 0);
 	mgcap_ring_wake(ring);
 	return HRTIMER_NORESTART;
@@ -73,7 +76,8 @@ struct mgcap_ring *mgcap_ring_create(struct mgcap_capture *cap,
 	mutex_init(&ring->consumer_lock);
 	init_waitqueue_head(&ring->wq);
 	u64_stats_init(&ring->syncp);
-	hrtimer_init(&ring->wakeup_timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
+	hrtimer_init(&ring->wakeup_timer, CLOCK_MONOTONIC,
+		     HRTIMER_MODE_REL_PINNED);
 	ring->wakeup_timer.function = mgcap_ring_timer_fn;
 
 	ring->pages = kvcalloc(nr_pages, sizeof(*ring->pages), GFP_KERNEL);

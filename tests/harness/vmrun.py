@@ -64,7 +64,12 @@ def scan_kernel_log(text: str) -> list[str]:
 
 
 def run_kernel(
-    kernel: str, command: str, timeout: int, extra_qemu: str | None, first: bool = True
+    kernel: str,
+    command: str,
+    timeout: int,
+    extra_qemu: str | None,
+    first: bool = True,
+    append: str = APPEND,
 ) -> bool:
     out = BUILD / kernel / "vm"
     if out.exists():
@@ -83,7 +88,7 @@ def run_kernel(
         vng_path(),
         "--run", f"/boot/vmlinuz-{kernel}",
         "--disable-kvm", "--cpus", "2", "--memory", "2G",
-        "--append", APPEND,
+        "--append", append,
         "--rwdir", str(ROOT),
         "--verbose",
         "--exec", guest_command(kernel, out, command, first),
@@ -148,6 +153,7 @@ def main() -> None:
     ap.add_argument("--exec", dest="command", help="shell command to run instead of the VM tests")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per kernel")
     ap.add_argument("--qemu-opts", help="extra qemu options (e.g. emulated NICs)")
+    ap.add_argument("--append", default=APPEND, help="kernel command line (default: %(default)s)")
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -156,7 +162,9 @@ def main() -> None:
     command = args.command or "pytest " + " ".join(shlex.quote(a) for a in pytest_args)
     results = {}
     for i, kernel in enumerate(kernels.resolve(args.kernel or ["all"])):
-        results[kernel] = run_kernel(kernel, command, args.timeout, args.qemu_opts, first=i == 0)
+        results[kernel] = run_kernel(
+            kernel, command, args.timeout, args.qemu_opts, first=i == 0, append=args.append
+        )
     print("== summary: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in results.items()))
     sys.exit(0 if all(results.values()) else 1)
 

@@ -1,0 +1,291 @@
+"""The capture tools the benchmark measures, each behind one interface:
+start() returns once the tool captures, mark() takes the CPU baseline just before
+the traffic, finish() waits until the tool has taken everything, stops it and
+accounts for every frame: captured (packets in its output), drops it reports."""
+
+import json
+import os
+import re
+import signal
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.bench.capfile import count_packets
+from tests.bench.procs import Proc, cpu_ns, stop_all, wait_for, wait_quiet
+
+SNAPLEN = 96
+
+
+@dataclass
+class Outcome:
+    captured: int
+    drops: int  # the drops the tool (and, for mgcap, the kernel) counted
+    cpu_seconds: float  # CPU time of the capture processes between mark() and the end
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Capture(ABC):
+    """A capture tool under measurement; subclasses say how to run and account it."""
+
+    name = "capture"
+
+    def __init__(self, dev: str, workdir: Path, pin: int | None) -> None:
+        self.dev = dev
+        self.workdir = workdir
+        self.pin = pin
+        self.procs: list[Proc] = []
+        self._cpu0 = 0
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def finish(self) -> Outcome: ...
+
+    def outputs(self) -> list[Path]:
+        return []
+
+    def mark(self) -> None:
+        self._cpu0 = self._cpu()
+
+    def _cpu(self) -> int:
+        return sum(cpu_ns(p.pid) for p in self.procs)
+
+    def pause(self) -> None:
+        for p in self.procs:
+            p.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for p in self.procs:
+            p.signal(signal.SIGCONT)
+
+    def settle(self) -> float:
+        """Wait until the traffic is processed; returns CPU seconds used since mark()."""
+        return (wait_quiet(self.procs, self.outputs()) - self._cpu0) / 1e9
+
+    def spawn(self, argv: list[str], tag: str | None = None, pin: int | None = None) -> Proc:
+        p = Proc(argv, self.workdir, tag or f"{self.name}{len(self.procs)}", pin)
+        self.procs.append(p)
+        return p
+
+
+def _number(pattern: str, text: str, what: str) -> int:
+    m = re.search(pattern, text)
+    if not m:
+        raise RuntimeError(f"no {what} in the tool's output:\n{text}")
+    return int(m.group(1))
+
+
+class PeerCapture(Capture):
+    """A tool started as one or more processes writing capture files, stopped by SIGINT."""
+
+    ready_marker = ""
+
+    def argvs(self) -> list[list[str]]:
+        raise NotImplementedError
+
+    def pins(self) -> list[int | None]:
+        return [self.pin] * len(self.argvs())
+
+    def drops(self, output: str) -> int:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        for argv, pin in zip(self.argvs(), self.pins(), strict=True):
+            self.spawn(argv, pin=pin)
+        for p in self.procs:
+            wait_for(f"{self.name} to start", self._ready(p), [p])
+
+    def _ready(self, p: Proc) -> Callable[[], bool]:
+        return lambda: self.ready_marker in p.output()
+
+    def finish(self) -> Outcome:
+        cpu = self.settle()
+        stop_all(self.procs)
+        outputs = [p.output() for p in self.procs]
+        return Outcome(
+            captured=sum(count_packets(str(f)) for f in self.outputs()),
+            drops=sum(self.drops(o) for o in outputs),
+            cpu_seconds=cpu,
+            detail={"output": [o[-400:] for o in outputs]},
+        )
+
+
+class Tcpdump(PeerCapture):
+    name = "tcpdump"
+    ready_marker = "listening on"
+
+    def __init__(self, dev: str, workdir: Path, pin: int | None, buffer_kib: int = 65536):
+        super().__init__(dev, workdir, pin)
+        self.buffer_kib = buffer_kib
+
+    def outputs(self) -> list[Path]:
+        return [self.workdir / "tcpdump.pcap"]
+
+    def argvs(self) -> list[list[str]]:
+        return [
+            ["tcpdump", "-i", self.dev, "-n", "-s", str(SNAPLEN), "-B", str(self.buffer_kib),
+             "-w", str(self.outputs()[0])]
+        ]  # fmt: skip
+
+    def drops(self, output: str) -> int:
+        return _number(r"(\d+) packets? dropped by kernel", output, "kernel drops")
+
+
+class Xdpdump(Tcpdump):
+    """xdpdump on a device without an XDP program: its libpcap ("legacy") mode."""
+
+    name = "xdpdump"
+
+    def outputs(self) -> list[Path]:
+        return [self.workdir / "xdpdump.pcap"]
+
+    def argvs(self) -> list[list[str]]:
+        return [["xdpdump", "-i", self.dev, "-s", str(SNAPLEN), "-w", str(self.outputs()[0])]]
+
+
+class Dumpcap(PeerCapture):
+    name = "dumpcap"
+    ready_marker = "Capturing on"
+
+    def outputs(self) -> list[Path]:
+        return [self.workdir / "dumpcap.pcapng"]
+
+    def argvs(self) -> list[list[str]]:
+        return [
+            ["dumpcap", "-i", self.dev, "-s", str(SNAPLEN), "-B", "64",
+             "-w", str(self.outputs()[0])]
+        ]  # fmt: skip
+
+    def drops(self, output: str) -> int:
+        return _number(r"Packets received/dropped on interface .*: \d+/(\d+)", output, "drops")
+
+
+class Netsniff(PeerCapture):
+    """netsniff-ng, one process, or two in a PACKET_FANOUT_CPU group (one per CPU)."""
+
+    name = "netsniff-ng"
+    ready_marker = "Running"
+
+    def __init__(self, dev: str, workdir: Path, pin: int | None, fanout: bool = False):
+        super().__init__(dev, workdir, pin)
+        self.fanout = fanout
+
+    def outputs(self) -> list[Path]:
+        n = 2 if self.fanout else 1
+        return [self.workdir / f"netsniff{i}.pcap" for i in range(n)]
+
+    def argvs(self) -> list[list[str]]:
+        argvs = []
+        for out in self.outputs():
+            argv = ["netsniff-ng", "--in", self.dev, "--out", str(out), "--silent",
+                    "--ring-size", "64MiB", "--notouch-irq"]  # fmt: skip
+            if self.fanout:
+                argv += ["--fanout-group", "7", "--fanout-type", "cpu"]
+            argvs.append(argv)
+        return argvs
+
+    def pins(self) -> list[int | None]:
+        return [0, 1] if self.fanout else [self.pin]
+
+    def drops(self, output: str) -> int:
+        return _number(r"(\d+)\s+packets failed filter", output, "drops")
+
+
+def _python_tool(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def mgdump_available() -> bool:
+    return Path(_python_tool("mgdump")).exists()
+
+
+class MgcapCapture(Capture):
+    """mgcap with a user space reader: mgdump writing PCAP-NG (or, until mgdump exists,
+    a stand-in `cat /dev/mgcap/DEV > FILE`), or `cat /dev/mgcap/DEV > /dev/null`."""
+
+    name = "mgcap"
+
+    def __init__(
+        self,
+        dev: str,
+        workdir: Path,
+        pin: int | None,
+        mode: str,
+        reader: str = "mgdump",
+        ring_size: int | None = None,
+    ) -> None:
+        super().__init__(dev, workdir, pin)
+        self.mode = mode
+        self.ring_size = ring_size
+        self.reader = "cat" if reader == "mgdump" and not mgdump_available() else reader
+        self.stats_json = workdir / "mgdump-stats.json"
+        self.out = workdir / ("mgcap.pcapng" if self.reader != "cat-null" else "null")
+
+    def outputs(self) -> list[Path]:
+        return [self.out] if self.reader != "cat-null" else []
+
+    def start(self) -> None:
+        node = f"/dev/mgcap/{self.dev}"
+        if self.reader == "mgdump":
+            argv = [_python_tool("mgdump"), "-i", self.dev, "-w", str(self.out),
+                    "--mode", self.mode, "-q", "--stats-json", str(self.stats_json)]  # fmt: skip
+            if self.ring_size:
+                argv += ["--ring-size", str(self.ring_size)]
+            if self.pin is not None:
+                # its ring readers would pin themselves to their rings' CPUs, here the
+                # generator's: keep mgdump where the other tools run
+                argv.append("--no-pin")
+            p = self.spawn(argv, tag="mgdump", pin=self.pin)
+            # one file per ring reader
+            readers = os.cpu_count() or 1
+        else:
+            from mgctl.api import Mgcap
+
+            with Mgcap() as m:
+                m.start(self.dev, mode=self.mode, ring_size=self.ring_size)
+            target = "/dev/null" if self.reader == "cat-null" else str(self.out)
+            p = self.spawn(["sh", "-c", f"exec cat {node} > {target}"], tag="cat", pin=self.pin)
+            readers = 1
+        wait_for(f"{self.reader} to open {node}", lambda: p.open_count(node) >= readers, [p])
+
+    def _kernel_stats(self) -> dict[str, int]:
+        d = Path(f"/sys/class/mgcap/{self.dev}/statistics")
+        return {f.name: int(f.read_text()) for f in d.iterdir()}
+
+    def finish(self) -> Outcome:
+        cpu = self.settle()
+        if self.reader == "mgdump":
+            stop_all(self.procs)
+            stats = json.loads(self.stats_json.read_text())
+            in_file = count_packets(str(self.out))
+            if in_file != stats["written"]:
+                raise RuntimeError(f"mgdump says {stats['written']} written, file has {in_file}")
+            return Outcome(
+                captured=stats["written"],
+                drops=stats["kernel_drops"] + stats["mgdump_drops"],
+                cpu_seconds=cpu,
+                detail={"mgdump": stats, "reader": "mgdump"},
+            )
+        from mgctl.api import Mgcap
+
+        kernel = self._kernel_stats()
+        # stopping the capture ends the reader: it gets what is left, then EOF
+        with Mgcap() as m:
+            m.stop(self.dev)
+        self.procs[0].wait()
+        captured = kernel["captured_packets"]
+        if self.reader == "cat":
+            in_file = count_packets(str(self.out))
+            if in_file != captured:
+                raise RuntimeError(f"mgcap captured {captured}, the reader wrote {in_file}")
+        return Outcome(
+            captured=captured,
+            drops=kernel["ring_full_drops"] + kernel["copy_errors"],
+            cpu_seconds=cpu,
+            detail={"kernel": kernel, "reader": self.reader},
+        )
