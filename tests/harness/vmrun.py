@@ -2,6 +2,7 @@
 
     python -m tests.harness.vmrun --kernel all                  # VM tests on every kernel
     python -m tests.harness.vmrun --kernel 6.12 -- -k ring -x   # pytest arguments after --
+    python -m tests.harness.vmrun --kernel 6.1 -- tests/vm/test_mgdump.py  # only these tests
     python -m tests.harness.vmrun --kernel 6.1 --exec 'sh docs/examples/capture-lo-guest.sh'
 
 For each kernel: build mgcap.ko (W=1, sparse, warnings fail), boot once with the
