@@ -9,7 +9,8 @@ mgctl show
 mgdump -i lo -w "$MGCAP_OUT/capture-lo.pcapng" -c 10 &
 dump=$!
 sleep 3
-ping -c 5 -i 0.2 127.0.0.1
+# one CPU, so that all packets are in one ring (docs/mgdump.md: order of packets)
+taskset -c 0 ping -c 5 -i 0.2 127.0.0.1
 wait $dump
 mgctl -s show dev lo
 mgctl stop dev lo

@@ -19,6 +19,7 @@ from pathlib import Path
 from mgctl import pcapng
 from mgctl.api import DevState, HwTstamp, Mgcap, MgcapError
 from mgctl.chardev import CaptureDevice
+from mgctl.dump import records
 from mgctl.dump.buffer import BlockPool
 from mgctl.dump.naming import Naming, per_ring_name
 from mgctl.dump.output import Output, OutputError
@@ -155,7 +156,6 @@ class Session:
         if o.hwts is not None:
             dev.hwts_before = self._api.hwtstamp_get(name)
             dev.hwts_applied = self._api.hwtstamp_set(name, rx=o.hwts)
-        dev.baseline = {} if owned else control.stats()
         return dev
 
     def _open_readers(self, dev: Device) -> None:
@@ -178,6 +178,24 @@ class Session:
                 raise
             dev.readers.append(r)
             self.readers.append(r)
+        if not dev.owned:
+            dev.baseline = self._baseline(dev)
+
+    @staticmethod
+    def _baseline(dev: Device) -> dict[str, int]:
+        """Counters of a capture mgdump did not start, as of the records it will find
+        waiting in the rings: those count as seen and captured from now on."""
+        waiting = 0
+        for r in dev.readers:
+            ring = r.dev.map_ring()
+            try:
+                waiting += records.count(ring.pending(), r.record_len)
+            finally:
+                ring.close()
+        base = dev.control.stats()
+        base["seen_packets"] -= waiting
+        base["captured_packets"] -= waiting
+        return base
 
     def interfaces(self) -> list[pcapng.Interface]:
         out = []
