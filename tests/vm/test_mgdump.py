@@ -243,7 +243,8 @@ def test_disk_full(tmp_path: Path, loaded: Module, dummy: str) -> None:
         assert "No space left on device" in r.stderr
         n = capinfos_count(small / "f.pcapng")
         assert n == r.stats["written"]
-        assert 1000 < n < 10_000
+        # a failed write is cut back to the end of the last whole block written
+        assert 0 < n < 10_000
         s = r.stats
         total = s["written"] + s["kernel_drops"] + s["mgdump_drops"] + s["not_written"]
         assert total == s["seen"]
