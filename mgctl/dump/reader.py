@@ -55,21 +55,14 @@ class RingReader(threading.Thread):
         self.pause = min(self.dev.info().ring_size * PAUSE_PER_RING_BYTE, MAX_PAUSE)
         self.stop_requested = threading.Event()
         self.drain_on_stop = True
-        self.ended = False  # the capture ended (read() returned 0)
         self.error: OSError | None = None
-        self.delivered = 0  # records read from the ring
         self.dropped = 0  # records the buffer had no room for
-        self.bytes = 0
         self._fix_ids = True
         self._block: bytearray | None = None  # being filled
         self._fill = 0
         self._packets = 0
         self._since = 0.0  # when the block got its first records
         self._spare = bytearray(pool.block_size)  # read into when no block is free
-
-    def stats(self) -> dict[str, int]:
-        """The ring's kernel counters (sum over rings: use the device file)."""
-        return self.dev.stats()
 
     def run(self) -> None:
         if self.pin:
@@ -98,8 +91,7 @@ class RingReader(threading.Thread):
                         return  # drained what was there when asked to stop
                     continue
                 if n == 0:
-                    self.ended = True
-                    return
+                    return  # the capture ended
                 if n < SMALL_READ and not stopping:
                     self.stop_requested.wait(self.pause)
         finally:
@@ -130,8 +122,6 @@ class RingReader(threading.Thread):
         if self._fix_ids:
             self._fix_interface_ids(got)
         packets = records.count(got, self.record_len)
-        self.delivered += packets
-        self.bytes += n
         if self._block is None:
             self.dropped += packets  # no free block: the spare one is overwritten
             return n

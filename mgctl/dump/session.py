@@ -299,7 +299,6 @@ class Session:
         self.buffer.close()
         self.writer.join()
         self.writer.close_outputs()
-        self.end_ns = time.time_ns()
         self.close()
 
     def _restore_hwts(self) -> None:
@@ -339,26 +338,25 @@ class Session:
         now = dev.final if dev.final is not None else dev.control.stats()
         return {k: v - dev.baseline.get(k, 0) for k, v in now.items()}
 
+    def _totals(self, dev: Device, written: int) -> DeviceTotals:
+        k = self.kernel_counters(dev)
+        dropped = sum(r.dropped for r in dev.readers)
+        return DeviceTotals(
+            ifname=dev.ifname,
+            seen=k["seen_packets"],
+            written=written,
+            kernel_drops=k["ring_full_drops"] + k["copy_errors"],
+            mgdump_drops=dropped,
+            not_written=max(k["captured_packets"] - written - dropped, 0),
+            hw_stamped=k.get("hw_stamped_packets", 0),
+        )
+
     def totals(self) -> list[DeviceTotals]:
         assert self.writer is not None
-        out = []
-        for dev in self.devices:
-            k = self.kernel_counters(dev)
-            written = self.writer.written_per_interface[dev.interface_id]
-            dropped = sum(r.dropped for r in dev.readers)
-            kdrops = k["ring_full_drops"] + k["copy_errors"]
-            out.append(
-                DeviceTotals(
-                    ifname=dev.ifname,
-                    seen=k["seen_packets"],
-                    written=written,
-                    kernel_drops=kdrops,
-                    mgdump_drops=dropped,
-                    not_written=max(k["captured_packets"] - written - dropped, 0),
-                    hw_stamped=k.get("hw_stamped_packets", 0),
-                )
-            )
-        return out
+        return [
+            self._totals(dev, self.writer.written_per_interface[dev.interface_id])
+            for dev in self.devices
+        ]
 
     def statistics(self) -> list[pcapng.InterfaceStatistics]:
         """The ISBs that end each file: counters since the capture started."""
@@ -368,27 +366,24 @@ class Session:
         for dev in self.devices:
             if dev.control.fd < 0:
                 continue
-            k = self.kernel_counters(dev)
-            dropped = sum(r.dropped for r in dev.readers)
+            t = self._totals(dev, written[dev.interface_id])
+            hw = ""
+            if dev.hardware_stamps:
+                hw = f", {t.hw_stamped} captured with the NIC's timestamp"
             stats.append(
                 pcapng.InterfaceStatistics(
                     interface_id=dev.interface_id,
                     timestamp_ns=now,
                     start_ns=self.start_ns,
                     end_ns=now,
-                    ifrecv=k["seen_packets"],
-                    ifdrop=k["ring_full_drops"] + k["copy_errors"],
-                    osdrop=dropped,
-                    usrdeliv=written[dev.interface_id],
+                    ifrecv=t.seen,
+                    ifdrop=t.kernel_drops,
+                    osdrop=t.mgdump_drops,
+                    usrdeliv=t.written,
                     comment=(
-                        f"mgcap: {k['seen_packets']} seen, {written[dev.interface_id]} written, "
-                        f"{k['ring_full_drops'] + k['copy_errors']} dropped by the kernel ring, "
-                        f"{dropped} dropped by mgdump"
-                        + (
-                            f", {k.get('hw_stamped_packets', 0)} captured with the NIC's timestamp"
-                            if dev.hardware_stamps
-                            else ""
-                        )
+                        f"mgcap: {t.seen} seen, {t.written} written, "
+                        f"{t.kernel_drops} dropped by the kernel ring, "
+                        f"{t.mgdump_drops} dropped by mgdump{hw}"
                     ),
                 )
             )
