@@ -31,6 +31,8 @@ BAD_KERNEL_LOG = re.compile(
 )
 KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\]")
 BEGIN_MARK = "mgcap-vm: guest command begins"
+# boots that die before the guest command begins are tried again, this often in all
+BOOT_ATTEMPTS = 3
 
 
 def vng_path() -> str:
@@ -55,13 +57,38 @@ def guest_command(kernel: str, out: Path, command: str, first: bool) -> str:
     return f"cd {shlex.quote(str(ROOT))} && env {exports} sh {guest} {shlex.quote(command)}"
 
 
-def scan_kernel_log(text: str) -> list[str]:
+def scan_kernel_log(text: str, whole: bool = False) -> list[str]:
     lines = text.splitlines()
     for i, line in enumerate(lines):
-        if BEGIN_MARK in line:
+        if BEGIN_MARK in line and not whole:
             lines = lines[i:]
             break
     return [line for line in lines if BAD_KERNEL_LOG.search(line)]
+
+
+def boot(cmd: list[str], console_path: Path, timeout: int) -> tuple[bool, float]:
+    """Run vng, copying its console to console_path; (timed out, seconds)."""
+    start = time.monotonic()
+    console = console_path.open("w")
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    )
+    assert proc.stdout is not None
+    timed_out = False
+    try:
+        for line in proc.stdout:
+            console.write(line)
+            if not KERNEL_LINE.match(line):
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            if time.monotonic() - start > timeout:
+                timed_out = True
+                proc.kill()
+                break
+        proc.wait(timeout=60)
+    finally:
+        console.close()
+    return timed_out, time.monotonic() - start
 
 
 def run_kernel(
@@ -97,28 +124,22 @@ def run_kernel(
     if extra_qemu:
         # bundled with "=": vng's parser takes a separate "-device ..." for an option
         cmd += [f"--qemu-opts={extra_qemu}"]
-    print(f"== {kernel}: booting (TCG, 2 vCPUs)", flush=True)
-    start = time.monotonic()
-    console = (out / "console.log").open("w")
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-    )
-    assert proc.stdout is not None
-    timed_out = False
-    try:
-        for line in proc.stdout:
-            console.write(line)
-            if not KERNEL_LINE.match(line):
-                sys.stdout.write(line)
-                sys.stdout.flush()
-            if time.monotonic() - start > timeout:
-                timed_out = True
-                proc.kill()
-                break
-        proc.wait(timeout=60)
-    finally:
-        console.close()
-    elapsed = time.monotonic() - start
+    for attempt in range(1, BOOT_ATTEMPTS + 1):
+        print(f"== {kernel}: booting (TCG, 2 vCPUs)", flush=True)
+        timed_out, elapsed = boot(cmd, out / "console.log", timeout)
+        console = (out / "console.log").read_text(errors="replace")
+        if timed_out or (out / "rc").exists() or BEGIN_MARK in console:
+            break
+        # the guest died before the test command began: nothing of mgcap had run
+        # (under multi-threaded TCG a boot very rarely dies patching kernel text)
+        bad = scan_kernel_log(console, whole=True)
+        print(
+            f"== {kernel}: the guest died while booting, before the tests began "
+            f"(attempt {attempt} of {BOOT_ATTEMPTS}): {bad[:1]}",
+            flush=True,
+        )
+        if attempt < BOOT_ATTEMPTS:
+            (out / "console.log").rename(out / f"console-boot{attempt}.log")
 
     ok = True
     rc_file = out / "rc"
