@@ -56,6 +56,8 @@ static void mgcap_capture_release(struct kref *ref)
 	for (cpu = 0; cpu < cap->nr_rings; cpu++)
 		mgcap_ring_destroy(cap->rings[cpu]);
 	kfree(cap->rings);
+	/* no hook runs any more: the capture stopped or never started */
+	mgcap_filter_free(rcu_dereference_protected(cap->filter, true));
 	kfree(cap);
 }
 
@@ -79,8 +81,10 @@ void mgcap_capture_stats(struct mgcap_capture *cap, struct mgcap_stats *sum)
 			mgcap_ring_stats_add(cap->rings[cpu], sum);
 }
 
+/* flt (may be NULL) becomes the capture's on success; the caller frees it else */
 int mgcap_capture_start(struct net_device *dev, u32 mode, u32 snaplen,
-			u32 ring_size, struct netlink_ext_ack *extack)
+			u32 ring_size, struct mgcap_filter *flt,
+			struct netlink_ext_ack *extack)
 {
 	struct mgcap_capture *cap;
 	unsigned int cpu;
@@ -153,17 +157,20 @@ int mgcap_capture_start(struct net_device *dev, u32 mode, u32 snaplen,
 		goto err_put;
 	}
 
+	/* published with cap by the rx_handler registration */
+	RCU_INIT_POINTER(cap->filter, flt);
 	err = netdev_rx_handler_register(dev, mgcap_rx_handler, cap);
 	if (err) {
+		RCU_INIT_POINTER(cap->filter, NULL);
 		NL_SET_ERR_MSG_MOD(extack, "cannot attach the rx_handler");
 		goto err_chardev;
 	}
 	netdev_hold(dev, &cap->dev_tracker, GFP_KERNEL);
 	cap->dev = dev;
 	list_add_tail(&cap->list, &mgcap_captures);
-	netdev_info(dev, "mgcap: capturing, mode %s, snaplen %u, ring %u bytes x %u CPUs\n",
+	netdev_info(dev, "mgcap: capturing, mode %s, snaplen %u, ring %u bytes x %u CPUs%s\n",
 		    mode == MGCAP_MODE_DROP ? "drop" : "mirror", snaplen,
-		    ring_size, num_possible_cpus());
+		    ring_size, num_possible_cpus(), flt ? ", filtered" : "");
 	mgcap_nl_notify(cap, MGCAP_CMD_DEV_START_NTF);
 	return 0;
 
@@ -175,11 +182,14 @@ err_put:
 }
 
 /*
- * Change mode and/or snaplen (0: leave as is) while capturing.  The hook
- * reads each once per frame, so every frame is handled entirely in the old
- * or entirely in the new setting: none is lost or captured twice.
+ * Change mode and/or snaplen (0: leave as is) and the filter (flt: a new
+ * one, clear_filter: none; the capture owns flt on success) while capturing.
+ * The hook reads each once per frame, so every frame is handled entirely in
+ * the old or entirely in the new setting: none is lost or captured twice.
+ * Everything is checked before anything changes.
  */
 int mgcap_capture_set(struct mgcap_capture *cap, u32 mode, u32 snaplen,
+		      struct mgcap_filter *flt, bool clear_filter,
 		      struct netlink_ext_ack *extack)
 {
 	bool changed = false;
@@ -198,6 +208,10 @@ int mgcap_capture_set(struct mgcap_capture *cap, u32 mode, u32 snaplen,
 		err = mgcap_validate_ring_size(cap->ring_size, snaplen, extack);
 		if (err)
 			return err;
+	}
+	if (flt || clear_filter)
+		changed |= mgcap_filter_swap(cap, flt);
+	if (snaplen) {
 		changed |= snaplen != cap->snaplen;
 		WRITE_ONCE(cap->snaplen, snaplen);
 	}

@@ -255,9 +255,11 @@ out:
 	return err;
 }
 
-/* MGCAP_IOC_GET_STATS before hw_stamped_packets was appended */
+/* MGCAP_IOC_GET_STATS before hw_stamped_packets, then filtered_packets */
 #define MGCAP_STATS_V1_SIZE	offsetofend(struct mgcap_stats, copy_errors)
 #define MGCAP_IOC_GET_STATS_V1	_IOR(MGCAP_IOC_MAGIC, 3, u8[MGCAP_STATS_V1_SIZE])
+#define MGCAP_STATS_V2_SIZE	offsetofend(struct mgcap_stats, hw_stamped_packets)
+#define MGCAP_IOC_GET_STATS_V2	_IOR(MGCAP_IOC_MAGIC, 3, u8[MGCAP_STATS_V2_SIZE])
 
 static long mgcap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
@@ -287,6 +289,7 @@ static long mgcap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return copy_to_user(uarg, &info, sizeof(info)) ? -EFAULT : 0;
 	case MGCAP_IOC_GET_STATS:
 	case MGCAP_IOC_GET_STATS_V1:
+	case MGCAP_IOC_GET_STATS_V2:
 		mgcap_capture_stats(cap, &stats);
 		return copy_to_user(uarg, &stats, _IOC_SIZE(cmd)) ? -EFAULT : 0;
 	case MGCAP_IOC_SET_IFID:

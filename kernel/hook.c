@@ -4,7 +4,12 @@
  *
  * mgcap_rx_handler() runs in the receive path of a captured device with
  * bottom halves off, so it is the only producer of its CPU's ring.  It never
- * modifies the skb (it may be shared, e.g. by pktgen) and never allocates.
+ * writes the skb's bytes (it may be shared, e.g. by pktgen) and never
+ * allocates.  A capture filter runs first: a frame it rejects costs no copy
+ * and no ring space, and is counted in filtered_packets.  Drop mode consumes
+ * every frame, rejected ones too: a capture appliance on a SPAN port wants
+ * nothing of the port's traffic in its stack, and a filter chooses what is
+ * recorded, not what the host receives.
  */
 #include <linux/if_vlan.h>
 #include <linux/skbuff.h>
@@ -95,19 +100,33 @@ rx_handler_result_t mgcap_rx_handler(struct sk_buff **pskb)
 	bool vlan = skb_vlan_tag_present(skb);
 	u32 origlen = skb->len - mac_off + (vlan ? VLAN_HLEN : 0);
 	u32 caplen = min(origlen, READ_ONCE(cap->snaplen));
-	u32 reclen = MGCAP_RECORD_LEN(caplen);
-	u32 size = ring->mask + 1;
-	u64 prod = pp->producer_pos;
-	/* pairs with the consumer's release: it is done with the bytes before cons */
-	u64 cons = smp_load_acquire(&ring->cons->consumer_pos);
-	u64 used = prod - cons;
 	bool drop = READ_ONCE(cap->mode) == MGCAP_MODE_DROP;
+	struct mgcap_filter *flt = rcu_dereference(cap->filter);
+	u32 size = ring->mask + 1;
+	u64 prod, cons, used = 0;
 	struct mgcap_epb *epb;
+	u32 reclen = 0;
 	u64 ts;
 	bool hw_stamp = false;
+	bool filtered = false;
+	bool full = false;
 	int err = 0;
-	bool full = used > size || size - used < reclen;
 
+	if (flt) {
+		u32 keep = mgcap_filter_run(flt, skb, mac_off);
+
+		filtered = !keep;
+		caplen = min(caplen, keep);
+	}
+	if (filtered)
+		goto account;
+
+	reclen = MGCAP_RECORD_LEN(caplen);
+	prod = pp->producer_pos;
+	/* pairs with the consumer's release: it is done with the bytes before cons */
+	cons = smp_load_acquire(&ring->cons->consumer_pos);
+	used = prod - cons;
+	full = used > size || size - used < reclen;
 	if (!full) {
 		epb = (struct mgcap_epb *)(ring->data + (prod & ring->mask));
 		err = mgcap_copy_frame(skb, mac_off, epb->frame, caplen, vlan);
@@ -131,10 +150,13 @@ rx_handler_result_t mgcap_rx_handler(struct sk_buff **pskb)
 		}
 	}
 
+account:
 	u64_stats_update_begin(&ring->syncp);
 	WRITE_ONCE(pp->seen_packets, pp->seen_packets + 1);
 	WRITE_ONCE(pp->seen_bytes, pp->seen_bytes + origlen);
-	if (full) {
+	if (filtered) {
+		WRITE_ONCE(pp->filtered_packets, pp->filtered_packets + 1);
+	} else if (full) {
 		WRITE_ONCE(pp->ring_full_drops, pp->ring_full_drops + 1);
 	} else if (err) {
 		WRITE_ONCE(pp->copy_errors, pp->copy_errors + 1);
@@ -149,7 +171,7 @@ rx_handler_result_t mgcap_rx_handler(struct sk_buff **pskb)
 		WRITE_ONCE(pp->consumed_packets, pp->consumed_packets + 1);
 	u64_stats_update_end(&ring->syncp);
 
-	if (!full && !err)
+	if (!filtered && !full && !err)
 		mgcap_maybe_wake(ring, used, reclen);
 
 	if (drop) {

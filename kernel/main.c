@@ -100,7 +100,7 @@ static int mgcap_start_param_devices(void)
 			break;
 		}
 		err = mgcap_capture_start(dev, mgcap_default_params.mode,
-					  snaplen, ring_size, &extack);
+					  snaplen, ring_size, NULL, &extack);
 		if (err) {
 			pr_err("mgcap: %s: %s (%d)\n", name,
 			       extack._msg ? extack._msg : "cannot start", err);
@@ -172,6 +172,8 @@ static void __exit mgcap_exit(void)
 	rtnl_unlock();
 	unregister_netdevice_notifier(&mgcap_netdev_notifier);
 	mgcap_chardev_exit();
+	/* filters replaced while capturing are freed by RCU callbacks */
+	rcu_barrier();
 }
 
 module_init(mgcap_init);

@@ -4,6 +4,7 @@
 #define _MGCAP_H
 
 #include <linux/cdev.h>
+#include <linux/filter.h>
 #include <linux/device.h>
 #include <linux/hrtimer.h>
 #include <linux/kref.h>
@@ -17,6 +18,7 @@
 #include "uapi/mgcap.h"
 
 struct mgcap_capture;
+struct mgcap_filter;
 
 /* "mgcap/netns-4026531840/" + IFNAMSIZ */
 #define MGCAP_CHARDEV_NAME_MAX	48
@@ -74,6 +76,7 @@ struct mgcap_capture {
 	u32 ifid;			/* PCAP-NG interface id in records */
 	u32 watermark;			/* bytes that wake a reader at once */
 	u64 wakeup_ns;
+	struct mgcap_filter __rcu *filter;	/* capture filter, or NULL */
 
 	bool stopped;			/* no producer runs any more */
 	u32 ring_size;
@@ -113,8 +116,10 @@ extern struct list_head mgcap_captures;
 int mgcap_validate_ring_size(u32 ring_size, u32 snaplen,
 			     struct netlink_ext_ack *extack);
 int mgcap_capture_start(struct net_device *dev, u32 mode, u32 snaplen,
-			u32 ring_size, struct netlink_ext_ack *extack);
+			u32 ring_size, struct mgcap_filter *flt,
+			struct netlink_ext_ack *extack);
 int mgcap_capture_set(struct mgcap_capture *cap, u32 mode, u32 snaplen,
+		      struct mgcap_filter *flt, bool clear_filter,
 		      struct netlink_ext_ack *extack);
 void mgcap_capture_stop(struct mgcap_capture *cap);
 struct mgcap_capture *mgcap_capture_of(const struct net_device *dev);
@@ -143,6 +148,23 @@ int mgcap_hwtstamp_set(struct net_device *dev, struct hwtstamp_config *cfg,
 void mgcap_hwtstamp_restore(struct net_device *dev);
 void mgcap_hwtstamp_restore_all(void);
 void mgcap_hwtstamp_forget(struct net_device *dev);
+
+/* filter.c */
+struct mgcap_filter {
+	struct bpf_prog *prog;
+	struct rcu_head rcu;
+	unsigned int len;		/* instructions */
+	char *expr;			/* the text it came from, or NULL */
+	struct sock_filter insns[];	/* as given, for dev-get */
+};
+
+struct mgcap_filter *mgcap_filter_create(const struct nlattr *prog,
+					 const struct nlattr *expr,
+					 struct netlink_ext_ack *extack);
+void mgcap_filter_free(struct mgcap_filter *flt);
+bool mgcap_filter_swap(struct mgcap_capture *cap, struct mgcap_filter *flt);
+unsigned int mgcap_filter_run(const struct mgcap_filter *flt,
+			      struct sk_buff *skb, int mac_off);
 
 /* sysfs.c */
 extern const struct attribute_group *mgcap_dev_groups[];

@@ -15,6 +15,9 @@
 
 static struct genl_family mgcap_nl_family;
 
+/* longest filter-expr, without its NUL */
+#define MGCAP_FILTER_EXPR_MAX	4095
+
 /* set by module unload: no capture may start any more */
 static bool mgcap_nl_closing;
 
@@ -37,8 +40,15 @@ static const struct nla_policy mgcap_dev_select_policy[MGCAP_A_DEV_IFNAME + 1] =
 	MGCAP_POLICY_DEV_SELECT,
 };
 
-static const struct nla_policy mgcap_dev_start_policy[MGCAP_A_DEV_RING_SIZE + 1] = {
+/* the program's length and contents are checked by mgcap_filter_create() */
+#define MGCAP_POLICY_FILTER						\
+	[MGCAP_A_DEV_FILTER] = { .type = NLA_BINARY },			\
+	[MGCAP_A_DEV_FILTER_EXPR] = { .type = NLA_NUL_STRING,		\
+				      .len = MGCAP_FILTER_EXPR_MAX }
+
+static const struct nla_policy mgcap_dev_start_policy[MGCAP_A_DEV_FILTER_EXPR + 1] = {
 	MGCAP_POLICY_DEV_SELECT,
+	MGCAP_POLICY_FILTER,
 	[MGCAP_A_DEV_MODE] = NLA_POLICY_RANGE(NLA_U32, MGCAP_MODE_DROP,
 					      MGCAP_MODE_MIRROR),
 	[MGCAP_A_DEV_SNAPLEN] = NLA_POLICY_FULL_RANGE(NLA_U32,
@@ -47,8 +57,10 @@ static const struct nla_policy mgcap_dev_start_policy[MGCAP_A_DEV_RING_SIZE + 1]
 							&mgcap_ring_size_range),
 };
 
-static const struct nla_policy mgcap_dev_set_policy[MGCAP_A_DEV_SNAPLEN + 1] = {
+static const struct nla_policy mgcap_dev_set_policy[MGCAP_A_DEV_FILTER_CLEAR + 1] = {
 	MGCAP_POLICY_DEV_SELECT,
+	MGCAP_POLICY_FILTER,
+	[MGCAP_A_DEV_FILTER_CLEAR] = { .type = NLA_FLAG },
 	[MGCAP_A_DEV_MODE] = NLA_POLICY_RANGE(NLA_U32, MGCAP_MODE_DROP,
 					      MGCAP_MODE_MIRROR),
 	[MGCAP_A_DEV_SNAPLEN] = NLA_POLICY_FULL_RANGE(NLA_U32,
@@ -119,7 +131,9 @@ static int mgcap_nl_put_stats(struct sk_buff *skb, int attr, int cpu,
 	    nla_put_u64_64bit(skb, MGCAP_A_STATS_COPY_ERRORS, s->copy_errors,
 			      MGCAP_A_STATS_PAD) ||
 	    nla_put_u64_64bit(skb, MGCAP_A_STATS_HW_STAMPED_PACKETS,
-			      s->hw_stamped_packets, MGCAP_A_STATS_PAD)) {
+			      s->hw_stamped_packets, MGCAP_A_STATS_PAD) ||
+	    nla_put_u64_64bit(skb, MGCAP_A_STATS_FILTERED_PACKETS,
+			      s->filtered_packets, MGCAP_A_STATS_PAD)) {
 		nla_nest_cancel(skb, nest);
 		return -EMSGSIZE;
 	}
@@ -131,7 +145,7 @@ static int mgcap_nl_put_stats(struct sk_buff *skb, int attr, int cpu,
 static size_t mgcap_nl_dev_size(void)
 {
 	size_t stats = nla_total_size(0) + nla_total_size(sizeof(u32)) +
-		       8 * nla_total_size_64bit(sizeof(u64));
+		       9 * nla_total_size_64bit(sizeof(u64));
 
 	return NLMSG_ALIGN(GENL_HDRLEN) +
 	       5 * nla_total_size(sizeof(u32)) +	/* ifindex mode .. */
@@ -140,6 +154,8 @@ static size_t mgcap_nl_dev_size(void)
 	       nla_total_size(sizeof(u8)) +		/* capturing */
 	       nla_total_size(IFNAMSIZ) +		/* ifname */
 	       nla_total_size(MGCAP_CHARDEV_NAME_MAX) +	/* chardev */
+	       nla_total_size(BPF_MAXINSNS * sizeof(struct sock_filter)) +
+	       nla_total_size(MGCAP_FILTER_EXPR_MAX + 1) +	/* filter-expr */
 	       (1 + nr_cpu_ids) * stats;
 }
 
@@ -162,6 +178,7 @@ static int mgcap_nl_fill_dev(struct sk_buff *skb, int ifindex,
 {
 	struct mgcap_stats total, s;
 	struct hwtstamp_config hwts;
+	struct mgcap_filter *flt;
 	unsigned int cpu;
 	void *hdr;
 
@@ -181,6 +198,13 @@ static int mgcap_nl_fill_dev(struct sk_buff *skb, int ifindex,
 	    nla_put_u32(skb, MGCAP_A_DEV_NR_RINGS, cap->nr_rings) ||
 	    nla_put_u32(skb, MGCAP_A_DEV_LINK_TYPE, cap->link_type) ||
 	    nla_put_string(skb, MGCAP_A_DEV_CHARDEV, cap->chardev_name))
+		goto cancel;
+	flt = rcu_dereference_rtnl(cap->filter);
+	if (flt &&
+	    (nla_put(skb, MGCAP_A_DEV_FILTER, flt->len * sizeof(*flt->insns),
+		     flt->insns) ||
+	     (flt->expr &&
+	      nla_put_string(skb, MGCAP_A_DEV_FILTER_EXPR, flt->expr))))
 		goto cancel;
 	/* the device's timestamp setting, if it has one, while capturing */
 	if (!READ_ONCE(cap->stopped) && cap->dev &&
@@ -296,13 +320,36 @@ static int mgcap_nl_dev_get_dumpit(struct sk_buff *skb,
 	return err ?: skb->len;
 }
 
+/*
+ * The filter a request carries (NULL: none), made before RTNL is taken: the
+ * program is checked and JIT-compiled outside the lock.
+ */
+static struct mgcap_filter *mgcap_nl_filter(struct genl_info *info)
+{
+	struct nlattr *prog = info->attrs[MGCAP_A_DEV_FILTER];
+	struct nlattr *expr = info->attrs[MGCAP_A_DEV_FILTER_EXPR];
+
+	if (expr && !prog) {
+		NL_SET_ERR_MSG_ATTR(info->extack, expr,
+				    "filter-expr needs the filter program it was compiled to");
+		return ERR_PTR(-EINVAL);
+	}
+	if (!prog)
+		return NULL;
+	return mgcap_filter_create(prog, expr, info->extack);
+}
+
 static int mgcap_nl_dev_start_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct nlattr **tb = info->attrs;
 	struct mgcap_params p = mgcap_default_params;
+	struct mgcap_filter *flt;
 	struct net_device *dev;
 	int err;
 
+	flt = mgcap_nl_filter(info);
+	if (IS_ERR(flt))
+		return PTR_ERR(flt);
 	if (tb[MGCAP_A_DEV_MODE])
 		p.mode = nla_get_u32(tb[MGCAP_A_DEV_MODE]);
 	if (tb[MGCAP_A_DEV_SNAPLEN])
@@ -321,12 +368,15 @@ static int mgcap_nl_dev_start_doit(struct sk_buff *skb, struct genl_info *info)
 		err = PTR_ERR(dev);
 		goto out;
 	}
-	err = mgcap_capture_start(dev, p.mode, p.snaplen, p.ring_size,
+	err = mgcap_capture_start(dev, p.mode, p.snaplen, p.ring_size, flt,
 				  info->extack);
-	if (!err)
+	if (!err) {
+		flt = NULL;	/* the capture's now */
 		err = mgcap_nl_reply_dev(info, dev, mgcap_capture_of(dev));
+	}
 out:
 	rtnl_unlock();
+	mgcap_filter_free(flt);
 	return err;
 }
 
@@ -357,14 +407,26 @@ out:
 static int mgcap_nl_dev_set_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct nlattr **tb = info->attrs;
+	bool clear = nla_get_flag(tb[MGCAP_A_DEV_FILTER_CLEAR]);
+	struct mgcap_filter *flt;
 	struct mgcap_capture *cap;
 	struct net_device *dev;
 	int err;
 
-	if (!tb[MGCAP_A_DEV_MODE] && !tb[MGCAP_A_DEV_SNAPLEN]) {
-		NL_SET_ERR_MSG_MOD(info->extack, "nothing to set (mode or snaplen)");
+	if (!tb[MGCAP_A_DEV_MODE] && !tb[MGCAP_A_DEV_SNAPLEN] &&
+	    !tb[MGCAP_A_DEV_FILTER] && !tb[MGCAP_A_DEV_FILTER_EXPR] && !clear) {
+		NL_SET_ERR_MSG_MOD(info->extack,
+				   "nothing to set (mode, snaplen, filter or filter-clear)");
 		return -EINVAL;
 	}
+	if (clear && tb[MGCAP_A_DEV_FILTER]) {
+		NL_SET_ERR_MSG_ATTR(info->extack, tb[MGCAP_A_DEV_FILTER_CLEAR],
+				    "filter and filter-clear exclude each other");
+		return -EINVAL;
+	}
+	flt = mgcap_nl_filter(info);
+	if (IS_ERR(flt))
+		return PTR_ERR(flt);
 	rtnl_lock();
 	dev = mgcap_nl_dev(info);
 	if (IS_ERR(dev)) {
@@ -382,13 +444,16 @@ static int mgcap_nl_dev_set_doit(struct sk_buff *skb, struct genl_info *info)
 				nla_get_u32(tb[MGCAP_A_DEV_MODE]) : 0,
 				tb[MGCAP_A_DEV_SNAPLEN] ?
 				nla_get_u32(tb[MGCAP_A_DEV_SNAPLEN]) : 0,
-				info->extack);
+				flt, clear, info->extack);
 	if (err && tb[MGCAP_A_DEV_SNAPLEN])
 		NL_SET_BAD_ATTR(info->extack, tb[MGCAP_A_DEV_SNAPLEN]);
-	if (!err)
+	if (!err) {
+		flt = NULL;	/* the capture's now */
 		err = mgcap_nl_reply_dev(info, dev, cap);
+	}
 out:
 	rtnl_unlock();
+	mgcap_filter_free(flt);
 	return err;
 }
 

@@ -152,6 +152,7 @@ void mgcap_ring_stats_add(struct mgcap_ring *ring, struct mgcap_stats *sum)
 		s.consumed_packets = READ_ONCE(p->consumed_packets);
 		s.copy_errors = READ_ONCE(p->copy_errors);
 		s.hw_stamped_packets = READ_ONCE(p->hw_stamped_packets);
+		s.filtered_packets = READ_ONCE(p->filtered_packets);
 	} while (u64_stats_fetch_retry(&ring->syncp, start));
 
 	sum->seen_packets += s.seen_packets;
@@ -162,4 +163,5 @@ void mgcap_ring_stats_add(struct mgcap_ring *ring, struct mgcap_stats *sum)
 	sum->consumed_packets += s.consumed_packets;
 	sum->copy_errors += s.copy_errors;
 	sum->hw_stamped_packets += s.hw_stamped_packets;
+	sum->filtered_packets += s.filtered_packets;
 }

@@ -52,6 +52,27 @@ static ssize_t ring_size_show(struct device *d, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(ring_size);
 
+/* the capture filter's expression; empty without a filter */
+static ssize_t filter_show(struct device *d, struct device_attribute *attr,
+			   char *buf)
+{
+	struct mgcap_filter *flt;
+	ssize_t len;
+
+	rcu_read_lock();
+	flt = rcu_dereference(to_cap(d)->filter);
+	if (!flt)
+		len = sysfs_emit(buf, "\n");
+	else if (flt->expr)
+		len = sysfs_emit(buf, "%s\n", flt->expr);
+	else
+		len = sysfs_emit(buf, "(%u instructions, no expression)\n",
+				 flt->len);
+	rcu_read_unlock();
+	return len;
+}
+static DEVICE_ATTR_RO(filter);
+
 static ssize_t per_cpu_stats_show(struct device *d,
 				  struct device_attribute *attr, char *buf)
 {
@@ -60,7 +81,7 @@ static ssize_t per_cpu_stats_show(struct device *d,
 	int len;
 
 	len = sysfs_emit(buf,
-			 "cpu seen_packets seen_bytes captured_packets captured_bytes ring_full_drops consumed_packets copy_errors hw_stamped_packets\n");
+			 "cpu seen_packets seen_bytes captured_packets captured_bytes ring_full_drops consumed_packets copy_errors hw_stamped_packets filtered_packets\n");
 	for (cpu = 0; cpu < cap->nr_rings; cpu++) {
 		struct mgcap_stats s = {};
 
@@ -68,11 +89,12 @@ static ssize_t per_cpu_stats_show(struct device *d,
 			continue;
 		mgcap_ring_stats_add(cap->rings[cpu], &s);
 		len += sysfs_emit_at(buf, len,
-				     "%u %llu %llu %llu %llu %llu %llu %llu %llu\n",
+				     "%u %llu %llu %llu %llu %llu %llu %llu %llu %llu\n",
 				     cpu, s.seen_packets, s.seen_bytes,
 				     s.captured_packets, s.captured_bytes,
 				     s.ring_full_drops, s.consumed_packets,
-				     s.copy_errors, s.hw_stamped_packets);
+				     s.copy_errors, s.hw_stamped_packets,
+				     s.filtered_packets);
 	}
 	return len;
 }
@@ -84,6 +106,7 @@ static struct attribute *mgcap_dev_attrs[] = {
 	&dev_attr_mode.attr,
 	&dev_attr_snaplen.attr,
 	&dev_attr_ring_size.attr,
+	&dev_attr_filter.attr,
 	&dev_attr_per_cpu_stats.attr,
 	NULL,
 };
@@ -112,6 +135,7 @@ MGCAP_STAT_ATTR(ring_full_drops);
 MGCAP_STAT_ATTR(consumed_packets);
 MGCAP_STAT_ATTR(copy_errors);
 MGCAP_STAT_ATTR(hw_stamped_packets);
+MGCAP_STAT_ATTR(filtered_packets);
 
 static struct attribute *mgcap_stat_attrs[] = {
 	&dev_attr_seen_packets.attr,
@@ -122,6 +146,7 @@ static struct attribute *mgcap_stat_attrs[] = {
 	&dev_attr_consumed_packets.attr,
 	&dev_attr_copy_errors.attr,
 	&dev_attr_hw_stamped_packets.attr,
+	&dev_attr_filtered_packets.attr,
 	NULL,
 };
 

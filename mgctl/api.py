@@ -8,6 +8,15 @@
 
 Errors from the kernel raise MgcapError carrying the kernel's extack message.
 
+Capture filters (docs/filters.md) are tcpdump expressions, compiled by libpcap
+here and run by the kernel before the copy; what they reject is counted in
+stats["filtered_packets"]:
+
+    with Mgcap() as m:
+        m.start("eth1", filter="udp port 53")
+        m.set("eth1", filter="tcp port 443")      # live
+        m.set("eth1", clear_filter=True)
+
 Hardware timestamping (docs/hwtstamp.md), e.g. for the length of a capture:
 
     with Mgcap() as m:
@@ -21,11 +30,13 @@ import errno
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from mgctl import spec, uapi
+from mgctl import filter as bpf
+from mgctl import pcapng, spec, uapi
 from mgctl.netlink import FamilyMissing, MgcapNetlink
 
 # the counters, named as in the data path's uapi (and in JSON output)
@@ -59,9 +70,23 @@ class DevState:
     # the device's timestamp setting while capturing (None: it cannot stamp)
     hwtstamp_rx: str | None = None
     hwtstamp_tx: str | None = None
+    # the capture filter: its expression ("" if it came without one) and program
+    filter: str | None = None
+    filter_program: bytes | None = None
 
     def settings(self) -> dict[str, Any]:
-        return {"mode": self.mode, "snaplen": self.snaplen, "ring_size": self.ring_size}
+        return {
+            "mode": self.mode,
+            "snaplen": self.snaplen,
+            "ring_size": self.ring_size,
+            "filter": self.filter,
+            "filter_program": self.filter_program,
+        }
+
+    @property
+    def filter_insns(self) -> int:
+        """Instructions of the capture filter (0: none)."""
+        return len(self.filter_program or b"") // int(bpf.INSN_LEN)
 
     def to_json(self, stats: int = 0) -> dict[str, Any]:
         """The documented JSON object (docs/mgctl.md); stats: 0 none, 1 totals, 2 per CPU."""
@@ -81,6 +106,11 @@ class DevState:
             )
             if self.hwtstamp_rx is not None:
                 out["hwtstamp"] = {"rx": self.hwtstamp_rx, "tx": self.hwtstamp_tx}
+            out["filter"] = (
+                {"expr": self.filter, "insns": self.filter_insns}
+                if self.filter_program is not None
+                else None
+            )
         if stats >= 1 and self.stats:
             out["stats"] = dict(self.stats)
         if stats >= 2 and self.cpu_stats:
@@ -154,6 +184,8 @@ def to_state(fam: spec.Family, d: dict[str, Any]) -> DevState:
         cpu_stats=[{"cpu": int(c.get("cpu", 0)), **_stats(c)} for c in d.get("cpu-stats", [])],
         hwtstamp_rx=_enum_name(fam, "hwtstamp-rx", d.get("hwtstamp-rx")),
         hwtstamp_tx=_enum_name(fam, "hwtstamp-tx", d.get("hwtstamp-tx")),
+        filter=str(d.get("filter-expr", "")) if "filter" in d else None,
+        filter_program=bytes(d["filter"]) if "filter" in d else None,
     )
 
 
@@ -226,6 +258,11 @@ class Mgcap:
         except NetlinkError as e:
             raise _explain(e) from e
 
+    def compile(self, dev: str, expr: str, snaplen: int | None = None) -> bpf.Program:
+        """expr compiled for dev's link type and snaplen (None: the module's default),
+        as `tcpdump -ddd -i dev -s snaplen expr` would. Raises bpf.FilterError."""
+        return bpf.compile_filter(expr, snaplen or default_snaplen(), link_type_of(dev), device=dev)
+
     def start(
         self,
         dev: str,
@@ -233,9 +270,13 @@ class Mgcap:
         snaplen: int | None = None,
         ring_size: int | None = None,
         idempotent: bool = False,
+        filter: str | None = None,
     ) -> Result:
         """Start capture. idempotent: a device that already captures is brought to the
-        requested mode and snaplen (changed says whether that changed anything)."""
+        requested mode, snaplen and filter (changed says whether that changed anything).
+        filter: a tcpdump expression (bpf.FilterError if libpcap refuses it; nothing
+        is sent to the kernel then)."""
+        prog = self.compile(dev, filter, snaplen) if filter else None
         if idempotent:
             cur = self.show(dev)
             if cur.capturing:
@@ -244,9 +285,15 @@ class Mgcap:
                         f"{dev} already captures with ring size {cur.ring_size}; stop it first",
                         errno.EEXIST,
                     )
-                return self.set(dev, mode=mode, snaplen=snaplen, allow_noop=True)
+                return self.set(dev, mode=mode, snaplen=snaplen, filter=filter, allow_noop=True)
         state = self._do(
-            "dev-start", ifname=dev, mode=self._mode(mode), snaplen=snaplen, ring_size=ring_size
+            "dev-start",
+            ifname=dev,
+            mode=self._mode(mode),
+            snaplen=snaplen,
+            ring_size=ring_size,
+            filter=prog.pack() if prog else None,
+            filter_expr=prog.expr if prog else None,
         )
         assert state is not None
         return Result(True, state)
@@ -265,13 +312,41 @@ class Mgcap:
         mode: str | None = None,
         snaplen: int | None = None,
         allow_noop: bool = False,
+        filter: str | None = None,
+        clear_filter: bool = False,
     ) -> Result:
+        """Change a capture live. filter: a new tcpdump expression; clear_filter: no
+        filter. A new snaplen recompiles the installed filter's expression for it (the
+        program's return value bounds every record)."""
+        if filter is not None and clear_filter:
+            raise MgcapError("filter and clear_filter exclude each other", errno.EINVAL)
         before = self.show(dev)
-        if mode is None and snaplen is None:
+        if mode is None and snaplen is None and filter is None and not clear_filter:
             if allow_noop and before.capturing:
                 return Result(False, before)
-            raise MgcapError("nothing to set: give mode and/or snaplen", errno.EINVAL)
-        after = self._do("dev-set", ifname=dev, mode=self._mode(mode), snaplen=snaplen)
+            raise MgcapError("nothing to set: give mode, snaplen or filter", errno.EINVAL)
+        expr = filter
+        if expr is None and snaplen is not None and not clear_filter and before.filter:
+            expr = before.filter
+        prog = self.compile(dev, expr, snaplen or before.snaplen) if expr else None
+        if (
+            allow_noop
+            and before.capturing
+            and (mode is None or mode == before.mode)
+            and (snaplen is None or snaplen == before.snaplen)
+            and (filter is None or (prog and prog.pack() == before.filter_program))
+            and (not clear_filter or before.filter_program is None)
+        ):
+            return Result(False, before)
+        after = self._do(
+            "dev-set",
+            ifname=dev,
+            mode=self._mode(mode),
+            snaplen=snaplen,
+            filter=prog.pack() if prog else None,
+            filter_expr=prog.expr if prog else None,
+            filter_clear=True if clear_filter else None,
+        )
         assert after is not None
         return Result(after.settings() != before.settings(), after)
 
@@ -312,3 +387,20 @@ class Mgcap:
         kinds = {"dev-start-ntf": "start", "dev-stop-ntf": "stop", "dev-change-ntf": "change"}
         for op, d in self.nl.monitor():
             yield Event(kinds.get(op, op), to_state(self.family, d))
+
+
+def default_snaplen() -> int:
+    """The module's default snaplen (its snaplen= parameter)."""
+    try:
+        return int(Path("/sys/module/mgcap/parameters/snaplen").read_text())
+    except (OSError, ValueError):
+        return uapi.SNAPLEN_DEFAULT
+
+
+def link_type_of(dev: str) -> int:
+    """The LINKTYPE_* of dev's frames, from its ARPHRD_* type in sysfs."""
+    try:
+        arphrd = int(Path(f"/sys/class/net/{dev}/type").read_text())
+    except (OSError, ValueError):
+        return pcapng.LINKTYPE_ETHERNET
+    return pcapng.link_type_of(arphrd)

@@ -1,9 +1,9 @@
 """mgctl: iproute2-style control of mgcap capture.
 
 \b
-    mgctl start dev IF [mode drop|mirror] [snaplen N] [ring-size N]
+    mgctl start dev IF [mode drop|mirror] [snaplen N] [ring-size N] [filter EXPR]
     mgctl stop dev IF
-    mgctl set dev IF [mode drop|mirror] [snaplen N]
+    mgctl set dev IF [mode drop|mirror] [snaplen N] [filter EXPR|none]
     mgctl show [dev IF]
     mgctl monitor
     mgctl hwtstamp show dev IF
@@ -22,7 +22,8 @@ import typer
 from typer.core import TyperGroup
 
 from mgctl import output, spec
-from mgctl.api import RX_ALIASES, Mgcap, MgcapError, Result
+from mgctl.api import RX_ALIASES, Mgcap, MgcapError, Result, link_type_of
+from mgctl.filter import FilterError, compile_filter
 from mgctl.output import Style
 
 COMMAND_ORDER = ("show", "start", "stop", "set", "monitor", "hwtstamp", "help")
@@ -94,6 +95,23 @@ def _ifname(text: str) -> str:
     return text
 
 
+def _filter_expr(text: str) -> str:
+    """A tcpdump expression (one argument: quote it); "none" means no filter."""
+    return "" if text.strip() in ("", "none") else text
+
+
+def _check_filter(kw: dict[str, Any]) -> None:
+    """A usage error if libpcap refuses the expression, before anything else happens
+    (the module need not even be loaded). The program sent is compiled later, for
+    the capture's snaplen and the device as it is."""
+    expr = kw.get("filter")
+    if expr:
+        try:
+            compile_filter(expr, 0, link_type_of(kw["dev"]))
+        except FilterError as e:
+            raise Usage(f'filter "{e.expr}": {e.message}') from None
+
+
 def parse_keywords(
     args: list[str],
     grammar: dict[str, Callable[[str], Any]],
@@ -154,7 +172,7 @@ def _modes() -> list[str]:
     return list(spec.family().enums["mode"])
 
 
-START_USAGE = "mgctl start dev IF [mode drop|mirror] [snaplen N] [ring-size N]"
+START_USAGE = "mgctl start dev IF [mode drop|mirror] [snaplen N] [ring-size N] [filter EXPR]"
 
 
 @app.command(context_settings=KEYWORDS, help=f"Start capture. {START_USAGE}")
@@ -166,10 +184,12 @@ def start(ctx: typer.Context) -> None:
             "mode": _choice("mode", _modes()),
             "snaplen": _int_in("snaplen"),
             "ring-size": _int_in("ring-size"),
+            "filter": _filter_expr,
         },
         required=("dev",),
         usage=START_USAGE,
     )
+    _check_filter(kw)
     style = style_of(ctx)
     with connect() as m:
         _run(
@@ -179,6 +199,7 @@ def start(ctx: typer.Context) -> None:
                 snaplen=kw.get("snaplen"),
                 ring_size=kw.get("ring-size"),
                 idempotent=style.json,
+                filter=kw.get("filter") or None,
             ),
             style,
         )
@@ -195,22 +216,36 @@ def stop(ctx: typer.Context) -> None:
         _run(lambda: m.stop(kw["dev"], idempotent=style.json), style)
 
 
-SET_USAGE = "mgctl set dev IF [mode drop|mirror] [snaplen N]"
+SET_USAGE = "mgctl set dev IF [mode drop|mirror] [snaplen N] [filter EXPR|none]"
 
 
 @app.command("set", context_settings=KEYWORDS, help=f"Change a capture live. {SET_USAGE}")
 def set_(ctx: typer.Context) -> None:
     kw = parse_keywords(
         ctx.args,
-        {"dev": _ifname, "mode": _choice("mode", _modes()), "snaplen": _int_in("snaplen")},
+        {
+            "dev": _ifname,
+            "mode": _choice("mode", _modes()),
+            "snaplen": _int_in("snaplen"),
+            "filter": _filter_expr,
+        },
         required=("dev",),
         usage=SET_USAGE,
     )
-    if "mode" not in kw and "snaplen" not in kw:
+    if not kw.keys() & {"mode", "snaplen", "filter"}:
         raise Usage(f"nothing to set; usage: {SET_USAGE}")
+    _check_filter(kw)
+    expr = kw.get("filter")
     with connect() as m:
         _run(
-            lambda: m.set(kw["dev"], mode=kw.get("mode"), snaplen=kw.get("snaplen")), style_of(ctx)
+            lambda: m.set(
+                kw["dev"],
+                mode=kw.get("mode"),
+                snaplen=kw.get("snaplen"),
+                filter=expr or None,
+                clear_filter=expr == "",
+            ),
+            style_of(ctx),
         )
 
 
@@ -219,6 +254,9 @@ def _run(action: Callable[[], Result], style: Style) -> None:
         result = action()
     except MgcapError as e:
         fail(e)
+    except FilterError as e:
+        # libpcap's own words, as tcpdump prints them; nothing reached the kernel
+        raise Usage(f'filter "{e.expr}": {e.message}') from None
     output.change(result, style)
 
 

@@ -35,7 +35,7 @@ _FORMATS = {
     "uint": "uint64",
     "s32": "int32",
     "string": "asciiz",
-    "binary": "hex",
+    "binary": "cdata",
     "pad": "hex",
     "flag": "flag",
 }

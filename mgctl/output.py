@@ -39,6 +39,8 @@ def _settings_text(s: DevState) -> str:
     )
     if s.hwtstamp_rx is not None:
         text += f" hwtstamp rx {s.hwtstamp_rx} tx {s.hwtstamp_tx}"
+    if s.filter_program is not None:
+        text += f' filter "{s.filter}"' if s.filter else f" filter ({s.filter_insns} insns)"
     return text
 
 
@@ -47,7 +49,8 @@ def _stats_text(stats: dict[str, int]) -> str:
         f"seen {stats['seen_packets']} packets {stats['seen_bytes']} bytes  "
         f"captured {stats['captured_packets']} packets {stats['captured_bytes']} bytes  "
         f"ring-full-drops {stats['ring_full_drops']}  consumed {stats['consumed_packets']}  "
-        f"copy-errors {stats['copy_errors']}  hw-stamped {stats['hw_stamped_packets']}"
+        f"copy-errors {stats['copy_errors']}  hw-stamped {stats['hw_stamped_packets']}  "
+        f"filtered {stats['filtered_packets']}"
     )
 
 
@@ -72,6 +75,7 @@ def _show_table(states: list[DevState], style: Style) -> None:
     for col in ("ifindex", "ifname", "capturing", "mode", "snaplen", "ring size", "rings"):
         t.add_column(col, justify="right" if col in ("ifindex", "snaplen", "ring size") else "left")
     t.add_column("chardev")
+    t.add_column("filter")
     stat_cols = STAT_KEYS if style.stats else ()
     for k in stat_cols:
         t.add_column(k.replace("_", " "), justify="right")
@@ -81,7 +85,7 @@ def _show_table(states: list[DevState], style: Style) -> None:
             rows += [(None, c) for c in s.cpu_stats]
         for st, stats in rows:
             if st is None:
-                cells = ["", f"  cpu {stats['cpu']}", "", "", "", "", "", ""]
+                cells = ["", f"  cpu {stats['cpu']}", "", "", "", "", "", "", ""]
             else:
                 cells = [
                     str(st.ifindex),
@@ -92,6 +96,7 @@ def _show_table(states: list[DevState], style: Style) -> None:
                     str(st.ring_size or ""),
                     str(st.nr_rings or ""),
                     st.chardev or "",
+                    st.filter or (f"({st.filter_insns} insns)" if st.filter_program else ""),
                 ]
             cells += [str(stats.get(k, "")) for k in stat_cols]
             t.add_row(*cells)
@@ -115,9 +120,12 @@ def event(ev: Event, style: Style) -> None:
         line += (
             f" seen {st.get('seen_packets', 0)} captured {st.get('captured_packets', 0)}"
             f" ring-full-drops {st.get('ring_full_drops', 0)}"
+            f" filtered {st.get('filtered_packets', 0)}"
         )
     else:
         line += f" mode {s.mode} snaplen {s.snaplen} ring-size {s.ring_size}"
+        if s.filter_program is not None:
+            line += f' filter "{s.filter}"' if s.filter else f" filter ({s.filter_insns} insns)"
     print(line, flush=True)
 
 

@@ -38,17 +38,22 @@ SHB_USERAPPL = 4
 IF_NAME = 2
 IF_DESCRIPTION = 3
 IF_TSRESOL = 9
+IF_FILTER = 11
 IF_OS = 12
 IF_HARDWARE = 15
 ISB_STARTTIME = 2
 ISB_ENDTIME = 3
 ISB_IFRECV = 4
 ISB_IFDROP = 5
+ISB_FILTERACCEPT = 6
 ISB_OSDROP = 7
 ISB_USRDELIV = 8
 
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
+
+# if_filter: the first byte says what follows; 0 is a libpcap filter string
+IF_FILTER_LIBPCAP = 0
 
 # ARPHRD_* of the capturing device -> LINKTYPE_* of its frames
 _ARPHRD_TO_LINKTYPE = {
@@ -127,6 +132,7 @@ class Interface:
     description: str | None = None
     hardware: str | None = None  # if_hardware: driver / NIC
     comment: str | None = None  # e.g. which clock stamps the packets
+    filter: str | None = None  # if_filter: the capture filter's tcpdump expression
 
 
 def interface_description(iface: Interface) -> bytes:
@@ -135,6 +141,8 @@ def interface_description(iface: Interface) -> bytes:
         opts.append((IF_DESCRIPTION, iface.description.encode()))
     opts.append((IF_TSRESOL, bytes([9])))  # nanoseconds, like the records
     opts.append((IF_OS, f"Linux {platform.release()}".encode()))
+    if iface.filter:
+        opts.append((IF_FILTER, bytes([IF_FILTER_LIBPCAP]) + iface.filter.encode()))
     if iface.hardware:
         opts.append((IF_HARDWARE, iface.hardware.encode()))
     if iface.comment:
@@ -149,9 +157,10 @@ class InterfaceStatistics:
     """An Interface Statistics Block: counters since the capture started.
 
     mgcap's mapping (docs/mgdump.md): ifrecv = frames that reached mgcap's hook,
+    filteraccept = those the capture filter accepted (all without a filter),
     ifdrop = frames the kernel ring had no room for, osdrop = records mgdump's own
     buffer had no room for, usrdeliv = packets written.  At the end of a capture
-    ifrecv == usrdeliv + ifdrop + osdrop.
+    filteraccept == usrdeliv + ifdrop + osdrop.  filteraccept None: not written.
     """
 
     interface_id: int
@@ -163,6 +172,7 @@ class InterfaceStatistics:
     osdrop: int
     usrdeliv: int
     comment: str | None = None
+    filteraccept: int | None = None
 
 
 def _u64(v: int) -> bytes:
@@ -182,6 +192,10 @@ def interface_statistics(st: InterfaceStatistics) -> bytes:
         (ISB_ENDTIME, _ts(st.end_ns)),
         (ISB_IFRECV, _u64(st.ifrecv)),
         (ISB_IFDROP, _u64(st.ifdrop)),
+    ]
+    if st.filteraccept is not None:
+        opts.append((ISB_FILTERACCEPT, _u64(st.filteraccept)))
+    opts += [
         (ISB_OSDROP, _u64(st.osdrop)),
         (ISB_USRDELIV, _u64(st.usrdeliv)),
     ]

@@ -45,6 +45,7 @@ ProducerPage = Struct(
     "consumed_packets" / Int64un,
     "copy_errors" / Int64un,
     "hw_stamped_packets" / Int64un,
+    "filtered_packets" / Int64un,
 )
 
 Info = Struct(
@@ -68,6 +69,7 @@ Stats = Struct(
     "consumed_packets" / Int64un,
     "copy_errors" / Int64un,
     "hw_stamped_packets" / Int64un,
+    "filtered_packets" / Int64un,
 )
 
 STAT_FIELDS: Final = (
@@ -79,6 +81,7 @@ STAT_FIELDS: Final = (
     "consumed_packets",
     "copy_errors",
     "hw_stamped_packets",
+    "filtered_packets",
 )
 
 _IOC_WRITE: Final = 1
@@ -95,4 +98,6 @@ IOC_GET_INFO: Final = _ioc(_IOC_READ, 2, Info.sizeof())
 IOC_GET_STATS: Final = _ioc(_IOC_READ, 3, Stats.sizeof())
 # the number before hw_stamped_packets was appended (still served, 7 counters)
 IOC_GET_STATS_V1: Final = _ioc(_IOC_READ, 3, 7 * 8)
+# the number before filtered_packets was appended (still served, 8 counters)
+IOC_GET_STATS_V2: Final = _ioc(_IOC_READ, 3, 8 * 8)
 IOC_SET_IFID: Final = _ioc(_IOC_WRITE, 4, 4)

@@ -31,11 +31,21 @@
  * The timestamp counts nanoseconds since the Unix epoch (if_tsresol = 9): the
  * NIC's hardware stamp when the frame carries one, else the kernel's real
  * time clock when the frame reached mgcap; hw_stamped_packets counts the
- * records of the first kind.  caplen = min(snaplen, origlen).
+ * records of the first kind.  caplen = min(snaplen, origlen), and no more
+ * than a capture filter's program returned for the frame.
  * A VLAN tag that was stripped into packet metadata by the NIC or the stack
  * is put back into the frame (and counted in origlen), so the frame is what
  * was on the wire.  Records carry no options, so a record is
  * MGCAP_RECORD_LEN(caplen) bytes: 128 bytes for a 96-byte snapshot.
+ *
+ * COUNTERS
+ *
+ * Every frame that reaches mgcap is counted once in seen_packets and once in
+ * exactly one of captured_packets, filtered_packets (rejected by the capture
+ * filter), ring_full_drops and copy_errors, per ring:
+ *   seen = captured + filtered + ring_full_drops + copy_errors.
+ * consumed_packets counts the frames drop mode took from the stack, whatever
+ * became of them.
  *
  * READ
  *
@@ -132,6 +142,7 @@ struct mgcap_producer_page {
 	__u64 consumed_packets;	/* frames consumed in drop mode */
 	__u64 copy_errors;	/* frames that could not be copied */
 	__u64 hw_stamped_packets; /* records stamped by the NIC's clock */
+	__u64 filtered_packets;	/* frames the capture filter rejected */
 };
 
 /* MGCAP_IOC_GET_INFO fills this */
@@ -157,6 +168,7 @@ struct mgcap_stats {
 	__u64 consumed_packets;
 	__u64 copy_errors;
 	__u64 hw_stamped_packets;	/* records stamped by the NIC's clock */
+	__u64 filtered_packets;		/* frames the capture filter rejected */
 };
 
 #define MGCAP_RING_UNBOUND	(~0U)
@@ -165,8 +177,9 @@ struct mgcap_stats {
 /* bind this file to one ring (a CPU number); MGCAP_RING_UNBOUND unbinds */
 #define MGCAP_IOC_BIND_RING	_IOW(MGCAP_IOC_MAGIC, 1, __u32)
 #define MGCAP_IOC_GET_INFO	_IOR(MGCAP_IOC_MAGIC, 2, struct mgcap_info)
-/* (the size, and so the number, grew with hw_stamped_packets; the number of
- * the older, shorter struct still works and fills the fields it had)
+/* (the size, and so the number, grew with hw_stamped_packets and then with
+ * filtered_packets; the numbers of the older, shorter structs still work and
+ * fill the fields they had)
  */
 #define MGCAP_IOC_GET_STATS	_IOR(MGCAP_IOC_MAGIC, 3, struct mgcap_stats)
 /* set the interface_id written into records from now on */

@@ -3,19 +3,24 @@
 \b
     mgdump -i IF [-i IF ...] -w FILE|- [-c N] [-s SNAPLEN] [-C MB] [-G SEC] [-W N]
            [-B KIB] [--mode mirror|drop] [--ring-size BYTES] [--per-ring]
-           [--hwts FILTER] [-q]
+           [--hwts FILTER] [-q] [-F FILE | EXPRESSION]
+    mgdump -i IF -d[d[d]] [-s SNAPLEN] [-F FILE | EXPRESSION]
 
+EXPRESSION is a tcpdump capture filter (several words are joined with spaces),
+run in the kernel before the copy; -d prints its program like tcpdump -d.
 A device that is not capturing is started (mirror mode unless --mode says
-otherwise) and stopped on exit; a device that already captures is left as it was.
+otherwise, with the filter) and stopped on exit; a device that already captures is
+left as it was, and must have the same filter, or mgdump must be given none.
 Runs until Ctrl-C / SIGTERM, -c packets, -W files with -G, the capture ending, or
 an output error; then finishes the files (valid up to the last whole packet, with
 statistics blocks) and prints what was written and dropped.
 
 \b
 Exit status: 0 stopped by signal, -c or -W; 1 could not start (unknown device, no
-permission, module not loaded, bad output path); 2 usage error; 3 the capture
-ended (device removed or capture stopped by someone else); 4 writing the output
-failed (disk full, broken pipe); 5 reading the capture failed.
+permission, module not loaded, bad output path, the device captures with another
+filter); 2 usage error or a filter libpcap refuses; 3 the capture ended (device
+removed or capture stopped by someone else); 4 writing the output failed (disk
+full, broken pipe); 5 reading the capture failed.
 """
 
 import signal
@@ -26,10 +31,11 @@ import typer
 from typer.exceptions import TyperException
 
 from mgctl import uapi
-from mgctl.dump import summary
+from mgctl.dump import expression, summary
 from mgctl.dump.buffer import BLOCK_SIZE
 from mgctl.dump.output import OutputError
 from mgctl.dump.session import Options, Session, SetupError
+from mgctl.filter import FilterError
 
 EXIT_SETUP = 1
 EXIT_USAGE = 2
@@ -42,7 +48,13 @@ class Usage(Exception):
     """A usage error found after parsing: one line, exit status 2."""
 
 
+class BadFilter(Exception):
+    """A capture filter libpcap refuses: one line, exit status 2."""
+
+
 def check(opts: Options) -> None:
+    if not opts.write:
+        raise Usage("-w FILE is required (or -d to print the filter's program)")
     if opts.count is not None and opts.count < 1:
         raise Usage("-c must be at least 1")
     if opts.snaplen is not None and not uapi.SNAPLEN_MIN <= opts.snaplen <= uapi.SNAPLEN_MAX:
@@ -74,15 +86,40 @@ def mgdump(
             "-i", "--interface", metavar="IF", help="Device to capture (repeat for more)."
         ),
     ],
+    expression_words: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="EXPRESSION",
+            help="Capture filter, as tcpdump takes it (several words are joined).",
+            show_default=False,
+        ),
+    ] = None,
     write: Annotated[
-        str,
+        str | None,
         typer.Option(
             "-w",
             "--write",
             metavar="FILE",
             help="Output file, '-' for standard output.",
         ),
-    ],
+    ] = None,
+    filter_file: Annotated[
+        str | None,
+        typer.Option(
+            "-F",
+            metavar="FILE",
+            help="Read the capture filter from FILE ('#' starts a comment).",
+        ),
+    ] = None,
+    dump_program: Annotated[
+        int,
+        typer.Option(
+            "-d",
+            count=True,
+            help="Print the filter's program (-dd as C, -ddd as numbers) and exit.",
+            show_default=False,
+        ),
+    ] = 0,
     count: Annotated[
         int | None,
         typer.Option(
@@ -181,9 +218,28 @@ def mgdump(
         ),
     ] = None,
 ) -> None:
+    if filter_file is not None and expression_words:
+        raise Usage("-F and a trailing expression exclude each other")
+    file_text = None
+    if filter_file is not None:
+        try:
+            file_text = expression.from_file(filter_file)
+        except (OSError, UnicodeDecodeError) as e:
+            why = e.strerror if isinstance(e, OSError) else "not a text file"
+            raise Usage(f"-F {filter_file}: {why}") from None
+    expr = expression.expression(expression_words, file_text)
+    if dump_program:
+        if snaplen is not None and not uapi.SNAPLEN_MIN <= snaplen <= uapi.SNAPLEN_MAX:
+            raise Usage(f"-s must be {uapi.SNAPLEN_MIN} to {uapi.SNAPLEN_MAX}")
+        try:
+            prog = expression.program(interface[0], expr, snaplen)
+        except FilterError as e:
+            raise BadFilter(f'filter "{e.expr}": {e.message}') from None
+        sys.stdout.write(prog.dump(dump_program))
+        raise SystemExit(0)
     opts = Options(
         interfaces=interface,
-        write=write,
+        write=write or "",
         count=count,
         snaplen=snaplen,
         mode=mode,
@@ -195,8 +251,14 @@ def mgdump(
         per_ring=per_ring,
         pin=not no_pin,
         hwts=hwts,
+        filter=expr,
     )
     check(opts)
+    if expr is not None:
+        try:
+            expression.check(expr, opts.interfaces, opts.snaplen)
+        except FilterError as e:
+            raise BadFilter(f'filter "{e.expr}": {e.message}') from None
     raise SystemExit(run(opts, quiet=quiet, stats_json=stats_json))
 
 
@@ -214,6 +276,8 @@ def run(opts: Options, quiet: bool = False, stats_json: str | None = None) -> in
     except (SetupError, OutputError) as e:
         print(f"mgdump: {e}", file=sys.stderr)
         return EXIT_SETUP
+    for line in session.listening():
+        print(f"mgdump: {line}", file=sys.stderr, flush=True)
     if not quiet and sys.stderr.isatty():
         from mgctl.dump.status import StatusLine
 
@@ -241,6 +305,9 @@ def main() -> None:
         raise SystemExit(EXIT_USAGE) from None
     except Usage as e:
         print(f"mgdump: {e} (mgdump --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    except BadFilter as e:
+        print(f"mgdump: {e}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     except typer.Abort:
         raise SystemExit(130) from None

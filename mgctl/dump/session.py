@@ -1,15 +1,18 @@
 """A capture session: set the devices up, run readers and writer, tear down, account.
 
-Devices that are not capturing are started (mirror mode unless told otherwise)
-and stopped again at the end; a device that already captures is left as found.
+Devices that are not capturing are started (mirror mode unless told otherwise,
+with the capture filter if one is given) and stopped again at the end; a device
+that already captures is left as found, and its capture filter is never replaced.
 When mgdump owns the capture, stopping it first freezes the kernel's counters and
 lets the readers take every record still in the rings, so the final numbers add
-up exactly: seen = written + kernel ring drops + mgdump drops.
+up exactly: seen = written + rejected by the filter + kernel ring drops + mgdump
+drops.
 """
 
 import contextlib
 import errno
 import os
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +28,7 @@ from mgctl.dump.naming import Naming, per_ring_name
 from mgctl.dump.output import Output, OutputError
 from mgctl.dump.reader import RingReader
 from mgctl.dump.writer import Writer
+from mgctl.filter import FilterError
 
 
 class SetupError(Exception):
@@ -46,6 +50,7 @@ class Options:
     per_ring: bool = False
     pin: bool = True
     hwts: str | None = None  # receive filter to switch on for the capture
+    filter: str | None = None  # capture filter (tcpdump expression) for the capture
 
 
 @dataclass
@@ -65,6 +70,15 @@ class Device:
     def hardware_stamps(self) -> bool:
         return self.hwts_applied is not None and self.hwts_applied.rx != "none"
 
+    @property
+    def has_filter(self) -> bool:
+        return self.state.filter_program is not None
+
+    @property
+    def filter_found(self) -> bool:
+        """The capture filter was installed by someone else (mgdump uses it as is)."""
+        return self.has_filter and not self.owned
+
 
 @dataclass
 class DeviceTotals:
@@ -75,6 +89,9 @@ class DeviceTotals:
     mgdump_drops: int
     not_written: int  # read but not written: after -c, or after a write error
     hw_stamped: int  # captured with the NIC's timestamp
+    filtered: int = 0  # rejected by the capture filter
+    filter: str | None = None  # the capture filter's expression, None: no filter
+    filter_found: bool = False  # installed before mgdump, not by it
 
 
 def _hardware(ifname: str) -> str | None:
@@ -82,6 +99,13 @@ def _hardware(ifname: str) -> str | None:
     if driver.exists():
         return f"driver {driver.resolve().name}"
     return None
+
+
+def describe_filter(state: DevState) -> str:
+    """The installed capture filter in words: its expression, quoted."""
+    if state.filter:
+        return f'"{state.filter}"'
+    return f"of {state.filter_insns} instructions (installed without an expression)"
 
 
 class Session:
@@ -115,6 +139,9 @@ class Session:
         except MgcapError as e:
             self.abort()
             raise SetupError(e.message) from e
+        except FilterError as e:
+            self.abort()
+            raise SetupError(f'filter "{e.expr}": {e.message}') from e
         except OSError as e:
             self.abort()
             raise SetupError(f"{e.filename or 'mgcap'}: {e.strerror}") from e
@@ -129,7 +156,11 @@ class Session:
         owned = not state.capturing
         if owned:
             state = self._api.start(
-                name, mode=o.mode or "mirror", snaplen=o.snaplen, ring_size=o.ring_size
+                name,
+                mode=o.mode or "mirror",
+                snaplen=o.snaplen,
+                ring_size=o.ring_size,
+                filter=o.filter or None,
             ).state
         else:
             for what, want, have in (
@@ -142,6 +173,7 @@ class Session:
                         f"{name} already captures with {what} {have}; "
                         f"change it with mgctl or leave out the option"
                     )
+            self._check_filter(state)
         try:
             assert state.chardev is not None
             control = CaptureDevice(state.chardev, nonblock=True)
@@ -157,6 +189,28 @@ class Session:
             dev.hwts_before = self._api.hwtstamp_get(name)
             dev.hwts_applied = self._api.hwtstamp_set(name, rx=o.hwts)
         return dev
+
+    def _check_filter(self, state: DevState) -> None:
+        """A capture mgdump did not start: its filter must be the one asked for (same
+        program), or mgdump must have been given none. It is never replaced."""
+        assert self._api is not None
+        want = self.opts.filter
+        if not want:
+            return
+        name = state.ifname
+        have = state.filter_program
+        if have is not None and self._api.compile(name, want, state.snaplen).pack() == have:
+            return
+        change = f"mgctl set dev {name} filter {shlex.quote(want)}"
+        if have is None:
+            raise SetupError(
+                f"{name} already captures without a capture filter; to install it: "
+                f"{change} (or leave out the expression)"
+            )
+        raise SetupError(
+            f"{name} already captures with the capture filter {describe_filter(state)}; "
+            f"to change it: {change} (or leave out the expression to use it)"
+        )
 
     def _open_readers(self, dev: Device) -> None:
         assert dev.state.nr_rings is not None and dev.state.snaplen is not None
@@ -213,9 +267,26 @@ class Session:
                     ),
                     hardware=_hardware(d.ifname),
                     comment=self.clock_comment(d),
+                    filter=s.filter or None,
                 )
             )
         return out
+
+    def listening(self) -> list[str]:
+        """tcpdump's "listening on" line, one per device, once the capture runs."""
+        lines = []
+        for d in self.devices:
+            s = d.state
+            line = (
+                f"listening on {d.ifname} (mgcap {s.mode} capture, snaplen {s.snaplen}, "
+                f"{s.nr_rings} rings)"
+            )
+            if d.has_filter:
+                line += f", capture filter {describe_filter(s)}"
+                if d.filter_found:
+                    line += " (installed before mgdump)"
+            lines.append(line)
+        return lines
 
     def clock_comment(self, dev: Device) -> str:
         if dev.hardware_stamps:
@@ -349,6 +420,9 @@ class Session:
             mgdump_drops=dropped,
             not_written=max(k["captured_packets"] - written - dropped, 0),
             hw_stamped=k.get("hw_stamped_packets", 0),
+            filtered=k.get("filtered_packets", 0),
+            filter=dev.state.filter if dev.has_filter else None,
+            filter_found=dev.filter_found,
         )
 
     def totals(self) -> list[DeviceTotals]:
@@ -370,6 +444,9 @@ class Session:
             hw = ""
             if dev.hardware_stamps:
                 hw = f", {t.hw_stamped} captured with the NIC's timestamp"
+            rejected = ""
+            if dev.has_filter or t.filtered:
+                rejected = f", {t.filtered} rejected by the capture filter"
             stats.append(
                 pcapng.InterfaceStatistics(
                     interface_id=dev.interface_id,
@@ -380,8 +457,9 @@ class Session:
                     ifdrop=t.kernel_drops,
                     osdrop=t.mgdump_drops,
                     usrdeliv=t.written,
+                    filteraccept=t.seen - t.filtered,
                     comment=(
-                        f"mgcap: {t.seen} seen, {t.written} written, "
+                        f"mgcap: {t.seen} seen{rejected}, {t.written} written, "
                         f"{t.kernel_drops} dropped by the kernel ring, "
                         f"{t.mgdump_drops} dropped by mgdump{hw}"
                     ),

@@ -28,6 +28,7 @@ def as_dict(session: Session) -> dict[str, Any]:
         "mgdump_drops": sum(t.mgdump_drops for t in totals),
         "not_written": sum(t.not_written for t in totals),
         "hw_stamped": sum(t.hw_stamped for t in totals),
+        "filtered": sum(t.filtered for t in totals),
         "cpu_seconds": round(cpu.user + cpu.system, 3),
         "buffer_high_water": session.buffer.high_water,
         "files": files,
@@ -40,6 +41,9 @@ def as_dict(session: Session) -> dict[str, Any]:
                 "mgdump_drops": t.mgdump_drops,
                 "not_written": t.not_written,
                 "hw_stamped": t.hw_stamped,
+                "filtered": t.filtered,
+                "filter": t.filter,
+                "filter_found": t.filter_found,
             }
             for t in totals
         ],
@@ -52,9 +56,17 @@ def text(d: dict[str, Any]) -> str:
     rows: list[tuple[str, dict[str, Any]]] = [("", d)]
     if len(ifaces) > 1:
         rows += [(f"{i['ifname']}: ", i) for i in ifaces]
+    filtering = any(i["filter"] is not None for i in ifaces)
     for prefix, r in rows:
         lines.append(f"{prefix}{r['written']} packets written")
         lines.append(f"{prefix}{r['seen']} packets seen by mgcap")
+        if filtering or r["filtered"]:
+            rejected = f"{prefix}{r['filtered']} packets rejected by the capture filter"
+            # the totals row of a single device speaks for that device
+            found = r.get("filter_found", len(ifaces) == 1 and ifaces[0]["filter_found"])
+            if found:
+                rejected += " (installed before mgdump)"
+            lines.append(rejected)
         lines.append(f"{prefix}{r['kernel_drops']} packets dropped by the kernel ring")
         lines.append(f"{prefix}{r['mgdump_drops']} packets dropped by mgdump")
         if r["not_written"]:

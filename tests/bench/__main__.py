@@ -2,7 +2,8 @@
 
     python -m tests.bench                          # kernel 6.1, 3 repetitions
     python -m tests.bench --kernel 6.12 --reps 5 --count 500000
-    python -m tests.bench --only 'mgcap|null'      # some rows
+    python -m tests.bench --only 'mgcap|null'      # some rows (and their null baselines)
+    python -m tests.bench --only 'random src ports'   # the capture filter rows
     python -m tests.bench --report build/bench/bench-6.1.0-56-amd64.raw.json
     python -m tests.bench --only mgcap --mgcap-rev a91b11c   # an older mgcap.ko
 
@@ -66,7 +67,7 @@ def main() -> None:
     ap.add_argument("--kernel", action="append", default=[], help="6.1 (default), 6.12, all")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--count", type=int, default=200_000, help="frames per generator thread")
-    ap.add_argument("--only", help="regular expression over the row keys")
+    ap.add_argument("--only", help="regular expression over the row keys (baselines run too)")
     ap.add_argument("--no-xdpdump", action="store_true")
     ap.add_argument("--smoke", action="store_true", help="a few rows, once")
     ap.add_argument("--out", type=Path, default=BUILD / "bench")

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +67,9 @@ def load() -> None:
     subprocess.run(["modprobe", "pktgen"], check=True)
 
 
-def run(dev: str, count: int, pkt_size: int, threads: int = 1) -> Run:
-    """Inject count frames per thread (thread t on CPU t) into dev's receive path."""
+def run(dev: str, count: int, pkt_size: int, threads: int = 1, extra: Sequence[str] = ()) -> Run:
+    """Inject count frames per thread (thread t on CPU t) into dev's receive path.
+    extra: more pktgen commands for every thread's device (e.g. "flag UDPSRC_RND")."""
     mac = Path(f"/sys/class/net/{dev}/address").read_text().strip()
     reset()
     names = []
@@ -86,6 +88,12 @@ def run(dev: str, count: int, pkt_size: int, threads: int = 1) -> Run:
             f"dst_mac {mac}",
         ):
             _write(name, c)
+        for c in extra:
+            _write(name, c)
+            # pktgen takes an unknown flag or value without an error from write()
+            text = (PROC / name).read_text()
+            if "Result: OK" not in text:
+                raise RuntimeError(f"pktgen {name}: {c!r} refused:\n{text}")
     _write("pgctrl", "start")
     counts, usecs = [], []
     for name in names:

@@ -34,6 +34,9 @@ class Summary:
     unaccounted: int | None = None  # the largest |offered - captured - drops| of any rep
     cpu_seconds: float | None = None
     cpu_us_per_packet: float | None = None
+    traffic: str = ""  # "" the default traffic, else what pktgen varied (tests/bench/rows.py)
+    filter: str | None = None  # the capture filter expression
+    filtered: int | None = None  # frames the filter rejected (None: the tool does not say)
 
     @property
     def spread_pct(self) -> float:
@@ -62,11 +65,16 @@ def summarize(results: list[dict[str, Any]]) -> list[Summary]:
             us_per_packet=statistics.median(us),
             us_min=min(us),
             us_max=max(us),
+            traffic=first.get("traffic", ""),
+            filter=first.get("filter"),
         )
         if "captured" in first:
             s.captured = int(statistics.median(r["captured"] for r in runs))
             s.drops = int(statistics.median(r["drops"] for r in runs))
-            s.unaccounted = max((r["unaccounted"] for r in runs), key=abs)
+            unacc = [r["unaccounted"] for r in runs if r["unaccounted"] is not None]
+            s.unaccounted = max(unacc, key=abs) if unacc else None
+            filtered = [r["filtered"] for r in runs if r.get("filtered") is not None]
+            s.filtered = int(statistics.median(filtered)) if filtered else None
             s.cpu_seconds = statistics.median(r["cpu_seconds"] for r in runs)
             s.cpu_us_per_packet = statistics.median(
                 r["cpu_seconds"] * 1e6 / max(r["captured"], 1) for r in runs
@@ -100,11 +108,65 @@ def table(rows: list[Summary]) -> str:
     return "\n".join(lines)
 
 
-def _find(rows: list[Summary], name: str, size: int = 128, threads: int = 1) -> Summary | None:
+def _find(
+    rows: list[Summary], name: str, size: int = 128, threads: int = 1, traffic: str = ""
+) -> Summary | None:
     for s in rows:
-        if s.name == name and s.pkt_size == size and s.threads == threads:
+        if s.name == name and s.pkt_size == size and s.threads == threads and s.traffic == traffic:
             return s
     return None
+
+
+def _tool(s: Summary) -> str:
+    """The row's name without its filter: the tool and how it runs."""
+    return s.name.removesuffix(f' "{s.filter}"') if s.filter else s.name
+
+
+def filter_table(rows: list[Summary]) -> str:
+    """The rows of a traffic other than the default (the capture filter rows).  The
+    capture processes' CPU is per frame offered: with a filter, per packet captured
+    would charge one packet with the work of a hundred."""
+    head = ("| row | traffic | filter | µs/pkt | ± | added µs | added % | captured | filtered "
+            "| drops | unaccounted | capture CPU s | CPU µs/offered frame |")  # fmt: skip
+    lines = [head, "|" + "---|" * 13]
+    for s in rows:
+        flt = f"`{s.filter}`" if s.filter else ""
+        cpu = None if s.cpu_seconds is None else s.cpu_seconds * 1e6 / max(s.offered, 1)
+        lines.append(
+            f"| {_tool(s)} | {s.traffic}, {s.pkt_size} B, {s.threads} thr | {flt} "
+            f"| {s.us_per_packet:.3f} | {s.spread_pct:.1f} % | {_f(s.added_us, '+.3f')} "
+            f"| {_f(s.added_pct, '+.1f')} | {_f(s.captured, 'd')} | {_f(s.filtered, 'd')} "
+            f"| {_f(s.drops, 'd')} | {_f(s.unaccounted, 'd')} | {_f(s.cpu_seconds, '.2f')} "
+            f"| {_f(cpu, '.2f')} |"
+        )
+    return "\n".join(lines)
+
+
+def filter_ratios(rows: list[Summary]) -> str:
+    """Each filtered row's added cost against the same tool unfiltered on the same
+    traffic, and mgcap's against tcpdump's with the same filter."""
+    lines = [
+        "| row | filter | against | added µs | against's added µs | added-cost ratio |",
+        "|" + "---|" * 6,
+    ]
+    for s in rows:
+        if not s.filter or s.added_us is None:
+            continue
+        others = [_find(rows, _tool(s), s.pkt_size, s.threads, s.traffic)]
+        if s.group == "mgcap":
+            others += [o for o in rows if o.group == "peer" and o.filter == s.filter
+                       and o.traffic == s.traffic and o.pkt_size == s.pkt_size
+                       and o.threads == s.threads]  # fmt: skip
+        for o in others:
+            if o is None or o.added_us is None:
+                continue
+            ratio = s.added_us / o.added_us if o.added_us > 0 else float("nan")
+            what = f"{_tool(o)} `{o.filter}`" if o.filter else f"{_tool(o)}, no filter"
+            lines.append(
+                f"| {_tool(s)} | `{s.filter}` | {what} | {s.added_us:+.3f} "
+                f"| {o.added_us:+.3f} | {ratio:.2f} |"
+            )
+    return "\n".join(lines)
 
 
 def ratios(rows: list[Summary]) -> str:
@@ -174,17 +236,23 @@ def plot(rows: list[Summary], path: Path, title: str) -> None:
 
 def render(raw: dict[str, Any], out: Path, stem: str, with_plot: bool = True) -> str:
     """Write STEM.md (the tables), STEM.json (summaries and facts), STEM.png; returns the text."""
-    rows = summarize(raw["results"])
+    every = summarize(raw["results"])
+    rows = [s for s in every if not s.traffic]
+    filtered = [s for s in every if s.traffic]
     f = raw["facts"]
     title = (f"mgcap benchmark, kernel {f['kernel']}, {f['cpus']} vCPUs ({f['cpu']}), "
              f"{raw['reps']} reps x {raw['count']} frames/thread")  # fmt: skip
-    text = f"{title}\n\n{table(rows)}\n\n{ratios(rows)}\n"
+    text = f"{title}\n"
+    if rows:
+        text += f"\n{table(rows)}\n\n{ratios(rows)}\n"
+    if filtered:
+        text += f"\nCapture filters\n\n{filter_table(filtered)}\n\n{filter_ratios(filtered)}\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.md").write_text(text)
     summary = {"facts": f, "count": raw["count"], "reps": raw["reps"],
-               "rows": [asdict(s) for s in rows]}  # fmt: skip
+               "rows": [asdict(s) for s in every]}  # fmt: skip
     (out / f"{stem}.json").write_text(json.dumps(summary, indent=1))
-    if with_plot:
+    if with_plot and rows:
         plot(rows, out / f"{stem}.png", title)
     return text
 

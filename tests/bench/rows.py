@@ -1,5 +1,6 @@
 """The rows of the benchmark table: what runs while pktgen floods the dummy device."""
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,23 @@ Maker = Callable[[str, Path, int | None], Capture]
 
 
 @dataclass(frozen=True)
+class Traffic:
+    """What pktgen sends beyond its defaults (UDP from port 9 to port 9): extra pktgen
+    commands per generator thread.  The default traffic has no name and no commands."""
+
+    name: str = ""
+    pktgen: tuple[str, ...] = ()
+
+
+DEFAULT_TRAFFIC = Traffic()
+# UDP source ports drawn at random from 1000..1099 for every frame (pktgen's
+# udp_src_max is exclusive): "udp src port 1000" matches 1 % of the frames
+PORTS = Traffic("100 random src ports", ("flag UDPSRC_RND", "udp_src_min 1000", "udp_src_max 1100"))
+FILTER_1PCT = "udp src port 1000"
+FILTER_NONE = "udp src port 999"  # no frame of PORTS (nor of the default traffic)
+
+
+@dataclass(frozen=True)
 class Row:
     name: str
     group: str  # pktgen | null | mgcap | peer | reader | loss
@@ -25,24 +43,41 @@ class Row:
     baseline: str | None = None  # the null row this one adds cost to
     stop_reader: bool = False  # loss regime: the reader is stopped during the flood
     module_params: str = ""  # mgcap.ko parameters for this row (reloaded around it)
+    traffic: Traffic = DEFAULT_TRAFFIC
+    filter: str | None = None  # the capture filter make() installs (for the record)
+
+    def _key(self, name: str) -> str:
+        key = f"{name} | {self.pkt_size} B | {self.threads} thr"
+        return f"{key} | {self.traffic.name}" if self.traffic.name else key
 
     @property
     def key(self) -> str:
-        return f"{self.name} | {self.pkt_size} B | {self.threads} thr"
+        """Name, frame size, generator threads and, unless the default, the traffic."""
+        return self._key(self.name)
 
     def baseline_key(self) -> str | None:
-        if not self.baseline:
-            return None
-        return f"{self.baseline} | {self.pkt_size} B | {self.threads} thr"
+        """The key of the null row with the same frames, threads and traffic."""
+        return self._key(self.baseline) if self.baseline else None
 
 
 NULL_PASS = "null rx_handler, pass"
 NULL_CONSUME = "null rx_handler, consume"
 
 
-def _mgcap(mode: str, reader: str = "mgdump", ring: int = RING) -> Maker:
+def _mgcap(
+    mode: str, reader: str = "mgdump", ring: int = RING, capture_filter: str | None = None
+) -> Maker:
     def make(dev: str, wd: Path, pin: int | None) -> Capture:
-        return MgcapCapture(dev, wd, pin, mode=mode, reader=reader, ring_size=ring)
+        return MgcapCapture(
+            dev, wd, pin, mode=mode, reader=reader, ring_size=ring, capture_filter=capture_filter
+        )
+
+    return make
+
+
+def _tcpdump(expression: str | None = None) -> Maker:
+    def make(dev: str, wd: Path, pin: int | None) -> Capture:
+        return Tcpdump(dev, wd, pin, expression=expression)
 
     return make
 
@@ -62,6 +97,40 @@ def _base_rows(size: int, threads: int) -> list[Row]:
         Row(NULL_PASS, "null", size, threads, hook="pass"),
         Row(NULL_CONSUME, "null", size, threads, hook="consume"),
     ]
+
+
+def _mgdump_filtered(expr: str | None, traffic: Traffic = PORTS) -> Row:
+    name = f'mgcap drop + mgdump "{expr}"' if expr else "mgcap drop + mgdump"
+    return Row(name, "mgcap", make=_mgcap("drop", capture_filter=expr), baseline=NULL_CONSUME,
+               traffic=traffic, filter=expr)  # fmt: skip
+
+
+def _tcpdump_filtered(expr: str | None) -> Row:
+    name = f'tcpdump -B 65536 -w "{expr}"' if expr else "tcpdump -B 65536 -w"
+    return Row(name, "peer", make=_tcpdump(expr), baseline=NULL_PASS, traffic=PORTS,
+               filter=expr)  # fmt: skip
+
+
+def filter_rows() -> list[Row]:
+    """Capture filters: the same flood of 128-byte frames from 100 random UDP source
+    ports, unfiltered, with a filter that matches 1 % and one that matches nothing,
+    for mgcap (drop mode, mgdump) and tcpdump, and the baselines of that traffic."""
+    base = [
+        Row("pktgen alone", "pktgen", traffic=PORTS),
+        Row(NULL_PASS, "null", hook="pass", traffic=PORTS),
+        Row(NULL_CONSUME, "null", hook="consume", traffic=PORTS),
+    ]
+    tools = [_mgdump_filtered(e) for e in (None, FILTER_1PCT, FILTER_NONE)]
+    tools += [_tcpdump_filtered(e) for e in (None, FILTER_1PCT, FILTER_NONE)]
+    return base + tools
+
+
+def select(rows: list[Row], pattern: str) -> list[Row]:
+    """The rows whose key matches pattern, and the null rows they add cost to (an added
+    cost needs its baseline in the same boot), in the order of rows."""
+    keys = {r.key for r in rows if re.search(pattern, r.key)}
+    keys |= {b for r in rows if r.key in keys and (b := r.baseline_key())}
+    return [r for r in rows if r.key in keys]
 
 
 def all_rows(xdpdump: bool = True) -> list[Row]:
@@ -84,6 +153,7 @@ def all_rows(xdpdump: bool = True) -> list[Row]:
     ]  # fmt: skip
     if xdpdump:
         rows.append(Row("xdpdump (libpcap mode)", "peer", make=Xdpdump, baseline=NULL_PASS))
+    rows += filter_rows()
     rows += loss_rows()
     return rows
 
@@ -107,6 +177,7 @@ def smoke_rows() -> list[Row]:
         Row("mgcap drop + cat >/dev/null", "reader", make=_mgcap("drop", "cat-null"),
             baseline=NULL_CONSUME),
         Row("tcpdump -B 65536 -w", "peer", make=Tcpdump, baseline=NULL_PASS),
+        _mgdump_filtered(FILTER_1PCT),
         Row("LOSS mgcap drop, 64 KiB ring, cat stopped", "loss",
             make=_mgcap("drop", "cat", ring=LOSS_RING), stop_reader=True),
     ]  # fmt: skip

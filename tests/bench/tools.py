@@ -1,12 +1,15 @@
 """The capture tools the benchmark measures, each behind one interface:
 start() returns once the tool captures, mark() takes the CPU baseline just before
 the traffic, finish() waits until the tool has taken everything, stops it and
-accounts for every frame: captured (packets in its output), drops it reports."""
+accounts for every frame: captured (packets in its output), drops it reports, and
+the frames its capture filter rejected where the tool counts them."""
 
+import functools
 import json
 import os
 import re
 import signal
+import subprocess
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -26,6 +29,8 @@ class Outcome:
     drops: int  # the drops the tool (and, for mgcap, the kernel) counted
     cpu_seconds: float  # CPU time of the capture processes between mark() and the end
     detail: dict[str, Any] = field(default_factory=dict)
+    # frames the capture filter rejected; None: the tool does not count them (tcpdump)
+    filtered: int | None = None
 
 
 class Capture(ABC):
@@ -116,12 +121,23 @@ class PeerCapture(Capture):
 
 
 class Tcpdump(PeerCapture):
+    """tcpdump, optionally with a capture filter expression (libpcap attaches it to the
+    socket: the kernel runs it before the copy and counts nothing it rejects)."""
+
     name = "tcpdump"
     ready_marker = "listening on"
 
-    def __init__(self, dev: str, workdir: Path, pin: int | None, buffer_kib: int = 65536):
+    def __init__(
+        self,
+        dev: str,
+        workdir: Path,
+        pin: int | None,
+        buffer_kib: int = 65536,
+        expression: str | None = None,
+    ) -> None:
         super().__init__(dev, workdir, pin)
         self.buffer_kib = buffer_kib
+        self.expression = expression
 
     def outputs(self) -> list[Path]:
         return [self.workdir / "tcpdump.pcap"]
@@ -129,7 +145,7 @@ class Tcpdump(PeerCapture):
     def argvs(self) -> list[list[str]]:
         return [
             ["tcpdump", "-i", self.dev, "-n", "-s", str(SNAPLEN), "-B", str(self.buffer_kib),
-             "-w", str(self.outputs()[0])]
+             "-w", str(self.outputs()[0]), *([self.expression] if self.expression else [])]
         ]  # fmt: skip
 
     def drops(self, output: str) -> int:
@@ -204,9 +220,25 @@ def mgdump_available() -> bool:
     return Path(_python_tool("mgdump")).exists()
 
 
+@functools.cache
+def mgdump_takes_filter() -> bool:
+    """Whether this mgdump takes a trailing filter expression (tcpdump's syntax)."""
+    if not mgdump_available():
+        return False
+    out = subprocess.run(
+        [_python_tool("mgdump"), "--help"], capture_output=True, text=True, check=False
+    ).stdout
+    return "EXPRESSION" in out
+
+
 class MgcapCapture(Capture):
     """mgcap with a user space reader: mgdump writing PCAP-NG (or, until mgdump exists,
-    a stand-in `cat /dev/mgcap/DEV > FILE`), or `cat /dev/mgcap/DEV > /dev/null`."""
+    a stand-in `cat /dev/mgcap/DEV > FILE`), or `cat /dev/mgcap/DEV > /dev/null`.
+
+    capture_filter: a tcpdump expression installed with the capture; mgdump gets it as
+    its trailing expression and starts the capture with it, or, if this mgdump takes
+    none, the capture is started with it here and mgdump reads a capture it did not
+    start (it leaves it running; the row's cleanup stops it)."""
 
     name = "mgcap"
 
@@ -218,10 +250,13 @@ class MgcapCapture(Capture):
         mode: str,
         reader: str = "mgdump",
         ring_size: int | None = None,
+        capture_filter: str | None = None,
     ) -> None:
         super().__init__(dev, workdir, pin)
         self.mode = mode
         self.ring_size = ring_size
+        self.capture_filter = capture_filter
+        self.started_here = False  # the capture was started here, not by mgdump
         self.reader = "cat" if reader == "mgdump" and not mgdump_available() else reader
         self.stats_json = workdir / "mgdump-stats.json"
         self.out = workdir / ("mgcap.pcapng" if self.reader != "cat-null" else "null")
@@ -233,25 +268,35 @@ class MgcapCapture(Capture):
         node = f"/dev/mgcap/{self.dev}"
         if self.reader == "mgdump":
             argv = [_python_tool("mgdump"), "-i", self.dev, "-w", str(self.out),
-                    "--mode", self.mode, "-q", "--stats-json", str(self.stats_json)]  # fmt: skip
-            if self.ring_size:
-                argv += ["--ring-size", str(self.ring_size)]
+                    "-q", "--stats-json", str(self.stats_json)]  # fmt: skip
+            if self.capture_filter and not mgdump_takes_filter():
+                self._start_capture()
+            else:
+                argv += ["--mode", self.mode]
+                if self.ring_size:
+                    argv += ["--ring-size", str(self.ring_size)]
             if self.pin is not None:
                 # its ring readers would pin themselves to their rings' CPUs, here the
                 # generator's: keep mgdump where the other tools run
                 argv.append("--no-pin")
+            if self.capture_filter and mgdump_takes_filter():
+                argv += ["--", self.capture_filter]  # last: nothing after it is an option
             p = self.spawn(argv, tag="mgdump", pin=self.pin)
             # one file per ring reader
             readers = os.cpu_count() or 1
         else:
-            from mgctl.api import Mgcap
-
-            with Mgcap() as m:
-                m.start(self.dev, mode=self.mode, ring_size=self.ring_size)
+            self._start_capture()
             target = "/dev/null" if self.reader == "cat-null" else str(self.out)
             p = self.spawn(["sh", "-c", f"exec cat {node} > {target}"], tag="cat", pin=self.pin)
             readers = 1
         wait_for(f"{self.reader} to open {node}", lambda: p.open_count(node) >= readers, [p])
+
+    def _start_capture(self) -> None:
+        from mgctl.api import Mgcap
+
+        with Mgcap() as m:
+            m.start(self.dev, mode=self.mode, ring_size=self.ring_size, filter=self.capture_filter)
+        self.started_here = True
 
     def _kernel_stats(self) -> dict[str, int]:
         d = Path(f"/sys/class/mgcap/{self.dev}/statistics")
@@ -265,11 +310,21 @@ class MgcapCapture(Capture):
             in_file = count_packets(str(self.out))
             if in_file != stats["written"]:
                 raise RuntimeError(f"mgdump says {stats['written']} written, file has {in_file}")
+            detail: dict[str, Any] = {"mgdump": stats, "reader": "mgdump"}
+            if self.started_here:
+                # mgdump counted from the capture's state when it came; the kernel's
+                # counters are the whole story (it started with the capture)
+                kernel = self._kernel_stats()
+                filtered = kernel.get("filtered_packets", 0)
+                detail["kernel"] = kernel
+            else:
+                filtered = stats.get("filtered", 0)
             return Outcome(
                 captured=stats["written"],
                 drops=stats["kernel_drops"] + stats["mgdump_drops"],
                 cpu_seconds=cpu,
-                detail={"mgdump": stats, "reader": "mgdump"},
+                detail=detail,
+                filtered=filtered,
             )
         from mgctl.api import Mgcap
 
@@ -288,4 +343,5 @@ class MgcapCapture(Capture):
             drops=kernel["ring_full_drops"] + kernel["copy_errors"],
             cpu_seconds=cpu,
             detail={"kernel": kernel, "reader": self.reader},
+            filtered=kernel.get("filtered_packets", 0),
         )

@@ -5,13 +5,15 @@ kernels never share object files.  W=1 always, sparse (C=1) when installed.
 """
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "build"
+# $MGCAP_BUILD_ROOT lets two checkouts' runs keep their builds and logs apart
+BUILD = Path(os.environ.get("MGCAP_BUILD_ROOT", ROOT / "build"))
 
 
 def build_module(src: Path, kernel: str, *, sparse: bool = True) -> Path:

@@ -118,6 +118,7 @@ def run_kernel(
         "--disable-kvm", "--cpus", "2", "--memory", "2G",
         "--append", append,
         "--rwdir", str(ROOT),
+        *(["--rwdir", str(BUILD)] if not BUILD.is_relative_to(ROOT) else []),
         "--verbose",
         "--exec", guest_command(kernel, out, command, first),
     ]  # fmt: skip

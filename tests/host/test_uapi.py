@@ -31,6 +31,7 @@ int main(void)
 	F(mgcap_producer_page, captured_packets); F(mgcap_producer_page, captured_bytes);
 	F(mgcap_producer_page, ring_full_drops); F(mgcap_producer_page, consumed_packets);
 	F(mgcap_producer_page, copy_errors); F(mgcap_producer_page, hw_stamped_packets);
+	F(mgcap_producer_page, filtered_packets);
 	F(mgcap_info, ifindex); F(mgcap_info, mode); F(mgcap_info, snaplen);
 	F(mgcap_info, ring_size); F(mgcap_info, nr_rings); F(mgcap_info, bound_ring);
 	F(mgcap_info, interface_id); F(mgcap_info, link_type); F(mgcap_info, ifname);
@@ -38,6 +39,7 @@ int main(void)
 	F(mgcap_stats, captured_packets); F(mgcap_stats, captured_bytes);
 	F(mgcap_stats, ring_full_drops); F(mgcap_stats, consumed_packets);
 	F(mgcap_stats, copy_errors); F(mgcap_stats, hw_stamped_packets);
+	F(mgcap_stats, filtered_packets);
 	C(sizeof(struct mgcap_epb)); C(sizeof(struct mgcap_producer_page));
 	C(sizeof(struct mgcap_info)); C(sizeof(struct mgcap_stats));
 	C(MGCAP_EPB_TYPE); C(MGCAP_EPB_HDR_LEN); C(MGCAP_EPB_TRAILER_LEN);
@@ -125,12 +127,16 @@ def test_ioctl_numbers_match(header: dict[str, object]) -> None:
 
 
 def test_appended_counter_keeps_the_older_offsets(header: dict[str, object]) -> None:
-    """hw_stamped_packets came last: every older field stays where it was."""
+    """hw_stamped_packets, then filtered_packets came last: every older field stays
+    where it was, and the older ioctl numbers are those of the shorter structs."""
     assert header["mgcap_producer_page.copy_errors"] == [72, 8]
     assert header["mgcap_producer_page.hw_stamped_packets"] == [80, 8]
+    assert header["mgcap_producer_page.filtered_packets"] == [88, 8]
     assert header["mgcap_stats.copy_errors"] == [48, 8]
     assert header["mgcap_stats.hw_stamped_packets"] == [56, 8]
-    assert uapi.IOC_GET_STATS_V1 == uapi.IOC_GET_STATS - (8 << 16)
+    assert header["mgcap_stats.filtered_packets"] == [64, 8]
+    assert uapi.IOC_GET_STATS_V1 == uapi.IOC_GET_STATS - (16 << 16)
+    assert uapi.IOC_GET_STATS_V2 == uapi.IOC_GET_STATS - (8 << 16)
 
 
 def test_epb_header_fields(header: dict[str, object]) -> None:

@@ -183,8 +183,11 @@ def pktgen_reset() -> None:
 class Pktgen:
     dev: str
 
-    def run(self, count: int, pkt_size: int = 128, threads: int = 1) -> int:
-        """Inject count frames per thread into dev's receive path; returns frames sent."""
+    def run(
+        self, count: int, pkt_size: int = 128, threads: int = 1, extra: tuple[str, ...] = ()
+    ) -> int:
+        """Inject count frames per thread (0: until `stop` is written to pgctrl) into
+        dev's receive path; extra: more pktgen commands per device. Returns frames sent."""
         sh("modprobe pktgen")
         mac = Path(f"/sys/class/net/{self.dev}/address").read_text().strip()
         names = []
@@ -202,6 +205,7 @@ class Pktgen:
                 "xmit_mode netif_receive",
                 "dst 198.51.100.1",
                 f"dst_mac {mac}",
+                *extra,
             ):
                 pg_write(name, c)
         pg_write("pgctrl", "start")
