@@ -53,6 +53,7 @@ def test_start_show_stop(mgcap: Module) -> None:
         "nr_rings": s["nr_rings"],
         "link_type": 772,
         "chardev": "/dev/mgcap/lo",
+        "filter": None,
     }
     assert s["nr_rings"] >= 2
     sh("ping -c 3 -i 0.2 127.0.0.1")
@@ -118,9 +119,9 @@ ERRORS = [
     ("start dev lo snaplen 70000", 2, "Error: snaplen 70000 out of range (1 to 65535)"),
     ("start dev lo mode fast", 2, 'Error: mode "fast" is not one of drop, mirror'),
     ("start", 2, 'Error: "dev" is required; usage: mgctl start dev IF [mode drop|mirror] '
-     "[snaplen N] [ring-size N]"),
+     "[snaplen N] [ring-size N] [filter EXPR]"),
     ("set dev lo", 2, "Error: nothing to set; usage: mgctl set dev IF [mode drop|mirror] "
-     "[snaplen N]"),
+     "[snaplen N] [filter EXPR|none]"),
     ("hwtstamp show dev lo", 1, "Error: lo: hardware timestamping not supported."),
     ("hwtstamp set dev lo rx all", 1, "Error: lo: hardware timestamping not supported."),
     ("hwtstamp set dev lo", 2, "Error: nothing to set; usage: mgctl hwtstamp set dev IF "
