@@ -120,8 +120,9 @@ def event(ev: Event, style: Style) -> None:
         line += (
             f" seen {st.get('seen_packets', 0)} captured {st.get('captured_packets', 0)}"
             f" ring-full-drops {st.get('ring_full_drops', 0)}"
-            f" filtered {st.get('filtered_packets', 0)}"
         )
+        if s.filter_program is not None or st.get("filtered_packets"):
+            line += f" filtered {st.get('filtered_packets', 0)}"
     else:
         line += f" mode {s.mode} snaplen {s.snaplen} ring-size {s.ring_size}"
         if s.filter_program is not None:

@@ -174,7 +174,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--kernel", action="append", default=[], help="all, 6.1, 6.12 or a version")
     ap.add_argument("--exec", dest="command", help="shell command to run instead of the VM tests")
-    ap.add_argument("--timeout", type=int, default=1800, help="seconds per kernel")
+    ap.add_argument("--timeout", type=int, default=2700, help="seconds per kernel")
     ap.add_argument("--qemu-opts", help="extra qemu options (e.g. emulated NICs)")
     ap.add_argument("--append", default=APPEND, help="kernel command line (default: %(default)s)")
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER)
