@@ -529,9 +529,7 @@ def test_ynl_cli_sets_a_filter(mgcap: Module, veth: VethPair) -> None:
         m.stop(veth.dev)
 
 
-def test_refused_filter_at_start_is_a_usage_error_without_module_change(
-    mgcap: Module, veth: VethPair
-) -> None:
+def test_mgctl_start_with_filter_and_show(mgcap: Module, veth: VethPair) -> None:
     """mgctl start with a filter that compiles installs it; show -s counts rejects."""
     mgcap.load()
     assert run_mgctl(f"start dev {veth.dev} mode drop filter 'tcp port 443'").returncode == 0
