@@ -6,7 +6,9 @@
  * capture list holds one until mgcap_capture_stop(), every open file of the
  * character device holds one.  Start and stop run under RTNL.
  */
+#include <linux/cpuhotplug.h>
 #include <linux/log2.h>
+#include <linux/mm.h>
 #include <linux/proc_ns.h>
 #include <linux/rtnetlink.h>
 #include <linux/slab.h>
@@ -56,6 +58,8 @@ static void mgcap_capture_release(struct kref *ref)
 	for (cpu = 0; cpu < cap->nr_rings; cpu++)
 		mgcap_ring_destroy(cap->rings[cpu]);
 	kfree(cap->rings);
+	if (cap->user_ns)
+		put_user_ns(cap->user_ns);
 	/* no hook runs any more: the capture stopped or never started */
 	mgcap_filter_free(rcu_dereference_protected(cap->filter, true));
 	kfree(cap);
@@ -81,14 +85,85 @@ void mgcap_capture_stats(struct mgcap_capture *cap, struct mgcap_stats *sum)
 			mgcap_ring_stats_add(cap->rings[cpu], sum);
 }
 
-/* flt (may be NULL) becomes the capture's on success; the caller frees it else */
-int mgcap_capture_start(struct net_device *dev, u32 mode, u32 snaplen,
-			u32 ring_size, struct mgcap_filter *flt,
+/*
+ * What a start may take: the rings of every capture together stay below
+ * half of the memory, and captures started by someone without CAP_NET_ADMIN
+ * over the initial user namespace (root of a user namespace: a container,
+ * or unshare -Urn) share the userns_max_* budget.  Checked before the rings
+ * are allocated and again when the capture is attached.  Under RTNL.
+ */
+static unsigned int mgcap_userns_max_captures = 64;
+module_param_named(userns_max_captures, mgcap_userns_max_captures, uint, 0644);
+MODULE_PARM_DESC(userns_max_captures,
+		 "Captures that admins of user namespaces other than the initial one may hold, all together (default 64)");
+
+static unsigned int mgcap_userns_max_ring_mb = 256;
+module_param_named(userns_max_ring_mb, mgcap_userns_max_ring_mb, uint, 0644);
+MODULE_PARM_DESC(userns_max_ring_mb,
+		 "Ring memory in MiB that admins of user namespaces other than the initial one may hold, all together (default 256)");
+
+/* the dynamic CPU hotplug state whose instances are the running captures */
+static enum cpuhp_state mgcap_cpuhp_state;
+
+/*
+ * A CPU comes (back) online.  When it went offline its rings' wakeup timers
+ * were migrated to another CPU (pinned or not), where a timer may still be
+ * pending or running: hook.c's rule that only the ring's CPU touches
+ * timer_armed would break, and a record published after the producer saw
+ * the stale armed flag could wait for a wakeup that ran elsewhere before
+ * it.  So cancel whatever is left and arm a fresh timer here: it runs on
+ * this CPU, after every record produced before it, and the usual rule
+ * holds again.  Runs on the CPU coming online.
+ */
+static int mgcap_cpu_online(unsigned int cpu, struct hlist_node *node)
+{
+	struct mgcap_capture *cap = hlist_entry(node, struct mgcap_capture,
+						cpuhp_node);
+	struct mgcap_ring *ring = cpu < cap->nr_rings ? cap->rings[cpu] : NULL;
+
+	if (!ring)
+		return 0;
+	hrtimer_cancel(&ring->wakeup_timer);
+	local_bh_disable();
+	atomic_set(&ring->timer_armed, 1);
+	hrtimer_start(&ring->wakeup_timer, ns_to_ktime(cap->wakeup_ns),
+		      HRTIMER_MODE_REL_PINNED);
+	local_bh_enable();
+	return 0;
+}
+
+int mgcap_cpuhp_init(void)
+{
+	int ret;
+
+	ret = cpuhp_setup_state_multi(CPUHP_AP_ONLINE_DYN, "net/mgcap:online",
+				      mgcap_cpu_online, NULL);
+	if (ret < 0)
+		return ret;
+	mgcap_cpuhp_state = ret;
+	return 0;
+}
+
+void mgcap_cpuhp_exit(void)
+{
+	cpuhp_remove_multi_state(mgcap_cpuhp_state);
+}
+
+/* bumped on every start, stop and rename: dumps check their consistency */
+unsigned long mgcap_generation;
+
+static u64 mgcap_rings_bytes(u32 ring_size)
+{
+	/* the data pages and the two control pages of each possible CPU */
+	return ((u64)ring_size + 2 * PAGE_SIZE) * num_possible_cpus();
+}
+
+int mgcap_capture_check(struct net_device *dev, u32 ring_size, bool limited,
 			struct netlink_ext_ack *extack)
 {
+	u64 want = mgcap_rings_bytes(ring_size), all = want, mine = 0;
+	unsigned int nr_limited = 0;
 	struct mgcap_capture *cap;
-	unsigned int cpu;
-	int err;
 
 	ASSERT_RTNL();
 	if (mgcap_capture_of(dev)) {
@@ -101,60 +176,149 @@ int mgcap_capture_start(struct net_device *dev, u32 mode, u32 snaplen,
 				   "device has another rx_handler (bridge, bond, team, macvlan or similar port)");
 		return -EBUSY;
 	}
+	list_for_each_entry(cap, &mgcap_captures, list) {
+		all += mgcap_rings_bytes(cap->ring_size);
+		if (cap->limited) {
+			nr_limited++;
+			mine += mgcap_rings_bytes(cap->ring_size);
+		}
+	}
+	if (limited && nr_limited >= READ_ONCE(mgcap_userns_max_captures)) {
+		NL_SET_ERR_MSG_MOD(extack,
+				   "user namespaces hold all the captures they may (module parameter userns_max_captures)");
+		return -ENOSPC;
+	}
+	if (limited &&
+	    mine + want > (u64)READ_ONCE(mgcap_userns_max_ring_mb) << 20) {
+		NL_SET_ERR_MSG_MOD(extack,
+				   "the rings exceed what user namespaces may take (module parameter userns_max_ring_mb)");
+		return -ENOMEM;
+	}
+	if (all > ((u64)totalram_pages() << PAGE_SHIFT) / 2) {
+		NL_SET_ERR_MSG_MOD(extack,
+				   "the rings of all captures would take more than half of the memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * A capture with its rings, not attached to a device yet; without RTNL,
+ * since zeroing up to a GiB per CPU takes a while.
+ */
+struct mgcap_capture *mgcap_capture_alloc(u32 mode, u32 snaplen, u32 ring_size,
+					  struct netlink_ext_ack *extack)
+{
+	struct mgcap_capture *cap;
+	unsigned int cpu;
+	int err;
+
 	if (mode != MGCAP_MODE_DROP && mode != MGCAP_MODE_MIRROR) {
 		NL_SET_ERR_MSG_MOD(extack, "mode must be mirror or drop");
-		return -EINVAL;
+		return ERR_PTR(-EINVAL);
 	}
 	if (snaplen < MGCAP_SNAPLEN_MIN || snaplen > MGCAP_SNAPLEN_MAX) {
 		NL_SET_ERR_MSG_MOD(extack, "snaplen out of range (1 to 65535)");
-		return -ERANGE;
+		return ERR_PTR(-ERANGE);
 	}
 	err = mgcap_validate_ring_size(ring_size, snaplen, extack);
 	if (err)
-		return err;
+		return ERR_PTR(err);
 
-	cap = kzalloc(sizeof(*cap), GFP_KERNEL);
+	cap = kzalloc(sizeof(*cap), GFP_KERNEL_ACCOUNT);
 	if (!cap)
-		return -ENOMEM;
+		return ERR_PTR(-ENOMEM);
 	kref_init(&cap->ref);
+	spin_lock_init(&cap->name_lock);
+	INIT_HLIST_NODE(&cap->cpuhp_node);
 	cap->mode = mode;
 	cap->snaplen = snaplen;
 	cap->ring_size = ring_size;
 	cap->watermark = ring_size / 4;
 	cap->wakeup_ns = (u64)max(mgcap_wakeup_usecs, 1U) * NSEC_PER_USEC;
-	cap->ifindex = dev->ifindex;
-	cap->link_type = dev->type;
-	strscpy(cap->ifname, dev->name, sizeof(cap->ifname));
-	cap->net = dev_net(dev);
-	cap->netns_inum = cap->net->ns.inum;
+	init_waitqueue_head(&cap->wq_any);
+	cap->minor = -1;
+
+	cap->nr_rings = nr_cpu_ids;
+	cap->rings = kcalloc(cap->nr_rings, sizeof(*cap->rings),
+			     GFP_KERNEL_ACCOUNT);
+	if (!cap->rings)
+		goto err_nomem;
+	for_each_possible_cpu(cpu) {
+		cap->rings[cpu] = mgcap_ring_create(cap, cpu, ring_size);
+		if (!cap->rings[cpu])
+			goto err_nomem;
+	}
+	return cap;
+
+err_nomem:
+	NL_SET_ERR_MSG_MOD(extack, "out of memory for the rings");
+	mgcap_capture_put(cap);
+	return ERR_PTR(-ENOMEM);
+}
+
+static void mgcap_capture_set_names(struct mgcap_capture *cap,
+				    const char *ifname)
+{
+	spin_lock(&cap->name_lock);
+	strscpy(cap->ifname, ifname, sizeof(cap->ifname));
 	if (net_eq(cap->net, &init_net))
 		snprintf(cap->chardev_name, sizeof(cap->chardev_name),
 			 "mgcap/%s", cap->ifname);
 	else
 		snprintf(cap->chardev_name, sizeof(cap->chardev_name),
 			 "mgcap/netns-%u/%s", cap->netns_inum, cap->ifname);
-	init_waitqueue_head(&cap->wq_any);
-	cap->minor = -1;
+	spin_unlock(&cap->name_lock);
+}
 
-	cap->nr_rings = nr_cpu_ids;
-	cap->rings = kcalloc(cap->nr_rings, sizeof(*cap->rings), GFP_KERNEL);
-	if (!cap->rings) {
-		err = -ENOMEM;
-		goto err_put;
-	}
-	for_each_possible_cpu(cpu) {
-		cap->rings[cpu] = mgcap_ring_create(cap, cpu, ring_size);
-		if (!cap->rings[cpu]) {
-			NL_SET_ERR_MSG_MOD(extack, "out of memory for the rings");
-			err = -ENOMEM;
-			goto err_put;
-		}
-	}
+/* a consistent copy of the names, for readers without RTNL */
+void mgcap_capture_names(struct mgcap_capture *cap, char *ifname,
+			 char *chardev_name)
+{
+	spin_lock(&cap->name_lock);
+	if (ifname)
+		strscpy(ifname, cap->ifname, IFNAMSIZ);
+	if (chardev_name)
+		strscpy(chardev_name, cap->chardev_name,
+			MGCAP_CHARDEV_NAME_MAX);
+	spin_unlock(&cap->name_lock);
+}
+
+/*
+ * Attach a capture from mgcap_capture_alloc() to dev.  On success the
+ * capture list owns cap and cap owns flt (may be NULL); on failure the
+ * caller still owns both.
+ */
+int mgcap_capture_start(struct net_device *dev, struct mgcap_capture *cap,
+			bool limited, struct mgcap_filter *flt,
+			struct netlink_ext_ack *extack)
+{
+	int err;
+
+	ASSERT_RTNL();
+	err = mgcap_capture_check(dev, cap->ring_size, limited, extack);
+	if (err)
+		return err;
+
+	cap->limited = limited;
+	cap->ifindex = dev->ifindex;
+	cap->link_type = dev->type;
+	cap->net = dev_net(dev);
+	cap->netns_inum = cap->net->ns.inum;
+	mgcap_capture_set_names(cap, dev->name);
+	if (!cap->user_ns)
+		cap->user_ns = get_user_ns(cap->net->user_ns);
 
 	err = mgcap_chardev_add(cap);
 	if (err) {
 		NL_SET_ERR_MSG_MOD(extack, "cannot create the character device");
-		goto err_put;
+		return err;
+	}
+	err = cpuhp_state_add_instance_nocalls(mgcap_cpuhp_state,
+					       &cap->cpuhp_node);
+	if (err) {
+		NL_SET_ERR_MSG_MOD(extack, "cannot follow CPU hotplug");
+		goto err_chardev;
 	}
 
 	/* published with cap by the rx_handler registration */
@@ -163,22 +327,44 @@ int mgcap_capture_start(struct net_device *dev, u32 mode, u32 snaplen,
 	if (err) {
 		RCU_INIT_POINTER(cap->filter, NULL);
 		NL_SET_ERR_MSG_MOD(extack, "cannot attach the rx_handler");
-		goto err_chardev;
+		goto err_cpuhp;
 	}
 	netdev_hold(dev, &cap->dev_tracker, GFP_KERNEL);
 	cap->dev = dev;
 	list_add_tail(&cap->list, &mgcap_captures);
+	mgcap_generation++;
 	netdev_info(dev, "mgcap: capturing, mode %s, snaplen %u, ring %u bytes x %u CPUs%s\n",
-		    mode == MGCAP_MODE_DROP ? "drop" : "mirror", snaplen,
-		    ring_size, num_possible_cpus(), flt ? ", filtered" : "");
+		    cap->mode == MGCAP_MODE_DROP ? "drop" : "mirror",
+		    cap->snaplen, cap->ring_size, num_possible_cpus(),
+		    flt ? ", filtered" : "");
 	mgcap_nl_notify(cap, MGCAP_CMD_DEV_START_NTF);
 	return 0;
 
+err_cpuhp:
+	cpuhp_state_remove_instance_nocalls(mgcap_cpuhp_state, &cap->cpuhp_node);
 err_chardev:
 	mgcap_chardev_del(cap);
-err_put:
-	mgcap_capture_put(cap);
 	return err;
+}
+
+/*
+ * The device was renamed: the names follow it, and so do the device node
+ * (/dev/mgcap/<new>) and the sysfs directory, so that a new device with the
+ * old name can capture.  Open files are not affected.  Under RTNL.
+ */
+void mgcap_capture_rename(struct mgcap_capture *cap)
+{
+	ASSERT_RTNL();
+	if (!strcmp(cap->ifname, cap->dev->name))
+		return;
+	/* devtmpfs removes the node under the old name */
+	mgcap_chardev_node_del(cap);
+	mgcap_capture_set_names(cap, cap->dev->name);
+	if (mgcap_chardev_node_add(cap))
+		netdev_warn(cap->dev,
+			    "mgcap: no device node after the rename; the capture goes on\n");
+	mgcap_generation++;
+	mgcap_nl_notify(cap, MGCAP_CMD_DEV_CHANGE_NTF);
 }
 
 /*
@@ -232,6 +418,8 @@ void mgcap_capture_stop(struct mgcap_capture *cap)
 	ASSERT_RTNL();
 	/* waits for every running rx_handler (synchronize_net) */
 	netdev_rx_handler_unregister(dev);
+	/* no hotplug callback runs after this: it holds the hotplug lock */
+	cpuhp_state_remove_instance_nocalls(mgcap_cpuhp_state, &cap->cpuhp_node);
 	for (cpu = 0; cpu < cap->nr_rings; cpu++)
 		if (cap->rings[cpu])
 			hrtimer_cancel(&cap->rings[cpu]->wakeup_timer);
@@ -246,6 +434,7 @@ void mgcap_capture_stop(struct mgcap_capture *cap)
 	wake_up_interruptible_all(&cap->wq_any);
 
 	list_del(&cap->list);
+	mgcap_generation++;
 	mgcap_chardev_del(cap);
 	/* the timestamp configuration the device had before mgcap changed it */
 	mgcap_hwtstamp_restore(dev);

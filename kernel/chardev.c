@@ -2,9 +2,12 @@
 /*
  * mgcap: the character devices /dev/mgcap/<ifname>.
  *
- * Minor numbers map to captures through an IDR; open() takes a reference on
- * the capture, so a file outlives the capture's stop and the device's
- * removal: it reads what is left, then gets EOF.  The cdev is allocated on
+ * Minor numbers map to captures through an IDR, handed out cyclically so
+ * that a stale node (a bind mount of an old /dev/mgcap/<name>, a mknod) does
+ * not open the next capture that happens to get its minor: it gets ENODEV
+ * until the 65,536 minors have gone round.  open() takes a reference on the
+ * capture, so a file outlives the capture's stop and the device's removal:
+ * it reads what is left, then gets EOF.  The cdev is allocated on
  * its own (cdev_alloc) because open files keep it alive after cdev_del(),
  * and its owner pins the module while a file is open.
  */
@@ -21,12 +24,21 @@
 
 #define MGCAP_MINORS	BIT(16)
 
+/*
+ * poll() and epoll wait on the file's own queue, poll_wq; a relay entry on
+ * the queue of whatever the file reads (its ring's, or the capture's for an
+ * unbound file) passes the ring's wakeups on.  A rebind moves the relay, so
+ * an epoll registration made before the rebind keeps working.
+ */
 struct mgcap_file {
 	struct mgcap_capture *cap;
 	struct mgcap_ring *ring;	/* bound ring, or NULL */
 	unsigned int next_ring;		/* where an unbound read starts */
-	bool mapped;			/* a mapped file stays bound */
-	struct mutex lock;		/* binding and mapping */
+	atomic_t maps;			/* mappings of the ring: stays bound */
+	struct mutex lock;		/* binding, mapping, the relay */
+	wait_queue_head_t poll_wq;
+	struct wait_queue_entry relay;
+	wait_queue_head_t *relay_on;	/* where relay is queued, or NULL */
 };
 
 static dev_t mgcap_devt;
@@ -36,9 +48,13 @@ static DEFINE_MUTEX(mgcap_minors_lock);
 static char *mgcap_devnode(MGCAP_DEVNODE_CONST struct device *dev,
 			   umode_t *mode)
 {
-	const struct mgcap_capture *cap = dev_get_drvdata(dev);
+	struct mgcap_capture *cap = dev_get_drvdata(dev);
+	char name[MGCAP_CHARDEV_NAME_MAX];
 
-	return cap ? kstrdup(cap->chardev_name, GFP_KERNEL) : NULL;
+	if (!cap)
+		return NULL;
+	mgcap_capture_names(cap, NULL, name);
+	return kstrdup(name, GFP_KERNEL);
 }
 
 static struct class mgcap_class = {
@@ -194,13 +210,45 @@ static ssize_t mgcap_read(struct file *file, char __user *buf, size_t count,
 	}
 }
 
+static int mgcap_relay_wake(struct wait_queue_entry *wait, unsigned int mode,
+			    int sync, void *key)
+{
+	struct mgcap_file *mf = container_of(wait, struct mgcap_file, relay);
+
+	wake_up_interruptible(&mf->poll_wq);
+	return 0;
+}
+
+/* the queue the file's wakeups come from */
+static wait_queue_head_t *mgcap_file_wq(struct mgcap_file *mf)
+{
+	return mf->ring ? &mf->ring->wq : &mf->cap->wq_any;
+}
+
+/* queue the relay where the file's wakeups come from; under mf->lock */
+static void mgcap_relay_move(struct mgcap_file *mf, bool install)
+{
+	wait_queue_head_t *to = mgcap_file_wq(mf);
+
+	if (!mf->relay_on && !install)
+		return;
+	if (mf->relay_on == to)
+		return;
+	if (mf->relay_on)
+		remove_wait_queue(mf->relay_on, &mf->relay);
+	add_wait_queue(to, &mf->relay);
+	mf->relay_on = to;
+}
+
 static __poll_t mgcap_poll(struct file *file, poll_table *wait)
 {
 	struct mgcap_file *mf = file->private_data;
 	struct mgcap_capture *cap = mf->cap;
 	__poll_t mask = 0;
 
-	poll_wait(file, mf->ring ? &mf->ring->wq : &cap->wq_any, wait);
+	mutex_lock(&mf->lock);
+	mgcap_relay_move(mf, true);
+	poll_wait(file, &mf->poll_wq, wait);
 	/* order the wait queue entry before the ring checks; pairs with the
 	 * producer's smp_mb() before its waitqueue_active()
 	 */
@@ -210,7 +258,36 @@ static __poll_t mgcap_poll(struct file *file, poll_table *wait)
 		mask |= EPOLLHUP;
 	if (mgcap_file_readable(mf))
 		mask |= EPOLLIN | EPOLLRDNORM;
+	mutex_unlock(&mf->lock);
 	return mask;
+}
+
+/*
+ * Give the bound ring back.  A consumer position that a mmap reader left
+ * impossible (more than a ring ahead of or behind the producer) would make
+ * every later reader fail with EIO and the producer drop everything: the
+ * ring is emptied instead.
+ */
+static void mgcap_unbind(struct mgcap_file *mf, struct file *file)
+{
+	struct mgcap_ring *ring = mf->ring;
+	char name[IFNAMSIZ];
+	u64 cons, prod;
+
+	mutex_lock(&ring->consumer_lock);
+	if (mgcap_ring_used(ring, &cons) > ring->mask + 1) {
+		mgcap_capture_names(ring->cap, name, NULL);
+		pr_warn_ratelimited("mgcap: %s: ring %u: the reader left consumer_pos %llu, impossible; ring emptied\n",
+				    name, ring->cpu, cons);
+		/* the records up to prod are written */
+		prod = smp_load_acquire(&ring->prod->producer_pos);
+		/* the producer may reuse them, as after a read */
+		smp_store_release(&ring->cons->consumer_pos, prod);
+	}
+	WRITE_ONCE(ring->owner, NULL);
+	mutex_unlock(&ring->consumer_lock);
+	/* unbound readers may now read it */
+	mgcap_ring_wake(ring);
 }
 
 static int mgcap_bind(struct mgcap_file *mf, struct file *file, u32 cpu)
@@ -228,7 +305,7 @@ static int mgcap_bind(struct mgcap_file *mf, struct file *file, u32 cpu)
 	mutex_lock(&mf->lock);
 	if (ring == mf->ring)
 		goto out;
-	if (mf->mapped) {
+	if (atomic_read(&mf->maps)) {
 		err = -EBUSY;
 		goto out;
 	}
@@ -242,14 +319,12 @@ static int mgcap_bind(struct mgcap_file *mf, struct file *file, u32 cpu)
 		if (err)
 			goto out;
 	}
-	if (mf->ring) {
-		mutex_lock(&mf->ring->consumer_lock);
-		WRITE_ONCE(mf->ring->owner, NULL);
-		mutex_unlock(&mf->ring->consumer_lock);
-		/* unbound readers may now read it */
-		mgcap_ring_wake(mf->ring);
-	}
+	if (mf->ring)
+		mgcap_unbind(mf, file);
 	mf->ring = ring;
+	mgcap_relay_move(mf, false);
+	/* pollers look again, at the new ring */
+	wake_up_interruptible(&mf->poll_wq);
 out:
 	mutex_unlock(&mf->lock);
 	return err;
@@ -277,6 +352,7 @@ static long mgcap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return mgcap_bind(mf, file, val);
 	case MGCAP_IOC_GET_INFO:
 		memset(&info, 0, sizeof(info));
+		mgcap_capture_names(cap, info.ifname, NULL);
 		info.ifindex = cap->ifindex;
 		info.mode = READ_ONCE(cap->mode);
 		info.snaplen = READ_ONCE(cap->snaplen);
@@ -285,7 +361,6 @@ static long mgcap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		info.bound_ring = mf->ring ? mf->ring->cpu : MGCAP_RING_UNBOUND;
 		info.interface_id = READ_ONCE(cap->ifid);
 		info.link_type = cap->link_type;
-		strscpy(info.ifname, cap->ifname, sizeof(info.ifname));
 		return copy_to_user(uarg, &info, sizeof(info)) ? -EFAULT : 0;
 	case MGCAP_IOC_GET_STATS:
 	case MGCAP_IOC_GET_STATS_V1:
@@ -293,7 +368,8 @@ static long mgcap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		mgcap_capture_stats(cap, &stats);
 		return copy_to_user(uarg, &stats, _IOC_SIZE(cmd)) ? -EFAULT : 0;
 	case MGCAP_IOC_SET_IFID:
-		if (!capable(CAP_NET_ADMIN))
+		/* the opener's right, over the capture's netns, as sockets do */
+		if (!file_ns_capable(file, cap->user_ns, CAP_NET_ADMIN))
 			return -EPERM;
 		if (get_user(val, (u32 __user *)uarg))
 			return -EFAULT;
@@ -303,9 +379,30 @@ static long mgcap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	return -ENOTTY;
 }
 
+static void mgcap_vm_open(struct vm_area_struct *vma)
+{
+	struct mgcap_file *mf = vma->vm_private_data;
+
+	atomic_inc(&mf->maps);
+}
+
+static void mgcap_vm_close(struct vm_area_struct *vma)
+{
+	struct mgcap_file *mf = vma->vm_private_data;
+
+	atomic_dec(&mf->maps);
+}
+
+/* counts the file's mappings (split, fork and mremap included) */
+static const struct vm_operations_struct mgcap_vm_ops = {
+	.open = mgcap_vm_open,
+	.close = mgcap_vm_close,
+};
+
 /*
- * Map the bound ring: page 0 is the consumer page (the only writable one),
- * page 1 the producer page, then the data twice.
+ * Map the bound ring: page 0 is the consumer page (the only writable one,
+ * shared mappings only: a private copy would take the reader's writes away
+ * from the producer), page 1 the producer page, then the data twice.
  */
 static int mgcap_mmap(struct file *file, struct vm_area_struct *vma)
 {
@@ -324,6 +421,10 @@ static int mgcap_mmap(struct file *file, struct vm_area_struct *vma)
 		err = -EINVAL;
 		goto out;
 	}
+	if (vma->vm_pgoff == 0 && !(vma->vm_flags & VM_SHARED)) {
+		err = -EINVAL;
+		goto out;
+	}
 	if (vma->vm_pgoff + pages > 1) {
 		if (vma->vm_flags & VM_WRITE) {
 			err = -EPERM;
@@ -333,8 +434,11 @@ static int mgcap_mmap(struct file *file, struct vm_area_struct *vma)
 	}
 	mgcap_vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
 	err = remap_vmalloc_range(vma, mf->ring->area, vma->vm_pgoff);
-	if (!err)
-		mf->mapped = true;
+	if (!err) {
+		vma->vm_ops = &mgcap_vm_ops;
+		vma->vm_private_data = mf;
+		mgcap_vm_open(vma);
+	}
 out:
 	mutex_unlock(&mf->lock);
 	return err;
@@ -351,7 +455,8 @@ static int mgcap_open(struct inode *inode, struct file *file)
 
 	mutex_lock(&mgcap_minors_lock);
 	cap = idr_find(&mgcap_minors, iminor(inode));
-	if (cap && !mgcap_capture_get(cap))
+	/* the capture that holds the minor now, through the cdev it opened */
+	if (cap && (cap->cdev != inode->i_cdev || !mgcap_capture_get(cap)))
 		cap = NULL;
 	mutex_unlock(&mgcap_minors_lock);
 	if (!cap) {
@@ -361,6 +466,8 @@ static int mgcap_open(struct inode *inode, struct file *file)
 
 	mf->cap = cap;
 	mutex_init(&mf->lock);
+	init_waitqueue_head(&mf->poll_wq);
+	init_waitqueue_func_entry(&mf->relay, mgcap_relay_wake);
 	file->private_data = mf;
 	return stream_open(inode, file);
 }
@@ -369,12 +476,12 @@ static int mgcap_release(struct inode *inode, struct file *file)
 {
 	struct mgcap_file *mf = file->private_data;
 
-	if (mf->ring) {
-		mutex_lock(&mf->ring->consumer_lock);
-		WRITE_ONCE(mf->ring->owner, NULL);
-		mutex_unlock(&mf->ring->consumer_lock);
-		mgcap_ring_wake(mf->ring);
-	}
+	/* epoll let go of poll_wq before this (eventpoll_release) */
+	if (mf->relay_on)
+		remove_wait_queue(mf->relay_on, &mf->relay);
+	/* no mapping is left: each holds the file */
+	if (mf->ring)
+		mgcap_unbind(mf, file);
 	mgcap_capture_put(mf->cap);
 	mutex_destroy(&mf->lock);
 	kfree(mf);
@@ -392,13 +499,39 @@ static const struct file_operations mgcap_fops = {
 	.mmap = mgcap_mmap,
 };
 
+/* /dev/mgcap/<name> and /sys/class/mgcap/<name>; under RTNL */
+int mgcap_chardev_node_add(struct mgcap_capture *cap)
+{
+	dev_t devt = MKDEV(MAJOR(mgcap_devt), cap->minor);
+	struct device *d;
+
+	if (net_eq(cap->net, &init_net))
+		d = device_create(&mgcap_class, NULL, devt, cap, "%s",
+				  cap->ifname);
+	else
+		d = device_create(&mgcap_class, NULL, devt, cap, "netns-%u:%s",
+				  cap->netns_inum, cap->ifname);
+	if (IS_ERR(d))
+		return PTR_ERR(d);
+	cap->cdevice = d;
+	return 0;
+}
+
+void mgcap_chardev_node_del(struct mgcap_capture *cap)
+{
+	if (!cap->cdevice)
+		return;
+	device_destroy(&mgcap_class, MKDEV(MAJOR(mgcap_devt), cap->minor));
+	cap->cdevice = NULL;
+}
+
 int mgcap_chardev_add(struct mgcap_capture *cap)
 {
-	struct device *d;
 	int minor, err;
 
 	mutex_lock(&mgcap_minors_lock);
-	minor = idr_alloc(&mgcap_minors, cap, 0, MGCAP_MINORS, GFP_KERNEL);
+	minor = idr_alloc_cyclic(&mgcap_minors, cap, 0, MGCAP_MINORS,
+				 GFP_KERNEL);
 	mutex_unlock(&mgcap_minors_lock);
 	if (minor < 0)
 		return minor;
@@ -414,20 +547,9 @@ int mgcap_chardev_add(struct mgcap_capture *cap)
 	err = cdev_add(cap->cdev, MKDEV(MAJOR(mgcap_devt), minor), 1);
 	if (err)
 		goto err_cdev;
-
-	if (net_eq(cap->net, &init_net))
-		d = device_create(&mgcap_class, NULL,
-				  MKDEV(MAJOR(mgcap_devt), minor), cap, "%s",
-				  cap->ifname);
-	else
-		d = device_create(&mgcap_class, NULL,
-				  MKDEV(MAJOR(mgcap_devt), minor), cap,
-				  "netns-%u:%s", cap->netns_inum, cap->ifname);
-	if (IS_ERR(d)) {
-		err = PTR_ERR(d);
+	err = mgcap_chardev_node_add(cap);
+	if (err)
 		goto err_cdev;
-	}
-	cap->cdevice = d;
 	return 0;
 
 err_cdev:
@@ -449,10 +571,8 @@ void mgcap_chardev_del(struct mgcap_capture *cap)
 	mutex_lock(&mgcap_minors_lock);
 	idr_remove(&mgcap_minors, cap->minor);
 	mutex_unlock(&mgcap_minors_lock);
-	if (cap->cdevice)
-		device_destroy(&mgcap_class, MKDEV(MAJOR(mgcap_devt), cap->minor));
+	mgcap_chardev_node_del(cap);
 	cdev_del(cap->cdev);
-	cap->cdevice = NULL;
 	cap->cdev = NULL;
 	cap->minor = -1;
 }

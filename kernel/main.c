@@ -59,13 +59,20 @@ static int mgcap_netdev_event(struct notifier_block *nb, unsigned long event,
 	struct net_device *dev = netdev_notifier_info_to_dev(ptr);
 	struct mgcap_capture *cap;
 
-	if (event != NETDEV_UNREGISTER)
-		return NOTIFY_DONE;
-	/* the device leaves (or changes netns): nothing to restore on it */
-	mgcap_hwtstamp_forget(dev);
-	cap = mgcap_capture_of(dev);
-	if (cap)
-		mgcap_capture_stop(cap);
+	switch (event) {
+	case NETDEV_UNREGISTER:
+		/* the device leaves (or changes netns): nothing to restore on it */
+		mgcap_hwtstamp_forget(dev);
+		cap = mgcap_capture_of(dev);
+		if (cap)
+			mgcap_capture_stop(cap);
+		break;
+	case NETDEV_CHANGENAME:
+		cap = mgcap_capture_of(dev);
+		if (cap)
+			mgcap_capture_rename(cap);
+		break;
+	}
 	return NOTIFY_DONE;
 }
 
@@ -77,6 +84,7 @@ static struct notifier_block mgcap_netdev_notifier = {
 static int mgcap_start_param_devices(void)
 {
 	struct netlink_ext_ack extack = {};
+	struct mgcap_capture *cap;
 	char *list, *cur, *name;
 	int err = 0;
 
@@ -99,9 +107,14 @@ static int mgcap_start_param_devices(void)
 			err = -ENODEV;
 			break;
 		}
-		err = mgcap_capture_start(dev, mgcap_default_params.mode,
-					  snaplen, ring_size, NULL, &extack);
+		/* module load is an init-namespace admin's act: not limited */
+		cap = mgcap_capture_alloc(mgcap_default_params.mode, snaplen,
+					  ring_size, &extack);
+		err = IS_ERR(cap) ? PTR_ERR(cap) :
+		      mgcap_capture_start(dev, cap, false, NULL, &extack);
 		if (err) {
+			if (!IS_ERR(cap))
+				mgcap_capture_put(cap);
 			pr_err("mgcap: %s: %s (%d)\n", name,
 			       extack._msg ? extack._msg : "cannot start", err);
 			break;
@@ -139,24 +152,27 @@ static int __init mgcap_init(void)
 	err = mgcap_chardev_init();
 	if (err)
 		return err;
-	err = register_netdevice_notifier(&mgcap_netdev_notifier);
+	err = mgcap_cpuhp_init();
 	if (err)
 		goto err_chardev;
-	err = mgcap_nl_init();
+	err = register_netdevice_notifier(&mgcap_netdev_notifier);
 	if (err)
-		goto err_notifier;
+		goto err_cpuhp;
 	err = mgcap_start_param_devices();
 	if (err)
-		goto err_nl;
+		goto err_notifier;
+	/* last: no request can come in before everything else is ready */
+	err = mgcap_nl_init();
+	if (err)
+		goto err_stop;
 	return 0;
 
-err_nl:
-	mgcap_nl_exit();
-	rtnl_lock();
-	mgcap_hwtstamp_restore_all();
-	rtnl_unlock();
+err_stop:
+	mgcap_stop_all(false);
 err_notifier:
 	unregister_netdevice_notifier(&mgcap_netdev_notifier);
+err_cpuhp:
+	mgcap_cpuhp_exit();
 err_chardev:
 	mgcap_chardev_exit();
 	return err;
@@ -171,6 +187,7 @@ static void __exit mgcap_exit(void)
 	mgcap_hwtstamp_restore_all();
 	rtnl_unlock();
 	unregister_netdevice_notifier(&mgcap_netdev_notifier);
+	mgcap_cpuhp_exit();
 	mgcap_chardev_exit();
 	/* filters replaced while capturing are freed by RCU callbacks */
 	rcu_barrier();

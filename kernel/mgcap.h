@@ -68,6 +68,7 @@ struct mgcap_capture {
 	struct net_device *dev;		/* valid while capturing, under RTNL */
 	netdevice_tracker dev_tracker;
 	struct list_head list;		/* in mgcap_captures, under RTNL */
+	struct hlist_node cpuhp_node;	/* CPU hotplug instance while capturing */
 	struct kref ref;
 
 	/* read per packet */
@@ -86,11 +87,16 @@ struct mgcap_capture {
 
 	int ifindex;
 	u32 link_type;
+	bool limited;			/* started without init-ns CAP_NET_ADMIN */
+	/* written under RTNL and name_lock (rename), read under either */
+	spinlock_t name_lock;
 	char ifname[IFNAMSIZ];
 	char chardev_name[MGCAP_CHARDEV_NAME_MAX];	/* under /dev */
 	struct net *net;		/* not counted: captures stop before
-					 * their netns goes away
+					 * their netns goes away; use only
+					 * while capturing
 					 */
+	struct user_namespace *user_ns;	/* of net, counted: for open files */
 	unsigned int netns_inum;
 
 	/* character device */
@@ -113,11 +119,21 @@ rx_handler_result_t mgcap_rx_handler(struct sk_buff **pskb);
 
 /* capture.c */
 extern struct list_head mgcap_captures;
+extern unsigned long mgcap_generation;
 int mgcap_validate_ring_size(u32 ring_size, u32 snaplen,
 			     struct netlink_ext_ack *extack);
-int mgcap_capture_start(struct net_device *dev, u32 mode, u32 snaplen,
-			u32 ring_size, struct mgcap_filter *flt,
+int mgcap_capture_check(struct net_device *dev, u32 ring_size, bool limited,
 			struct netlink_ext_ack *extack);
+struct mgcap_capture *mgcap_capture_alloc(u32 mode, u32 snaplen, u32 ring_size,
+					  struct netlink_ext_ack *extack);
+int mgcap_capture_start(struct net_device *dev, struct mgcap_capture *cap,
+			bool limited, struct mgcap_filter *flt,
+			struct netlink_ext_ack *extack);
+void mgcap_capture_rename(struct mgcap_capture *cap);
+void mgcap_capture_names(struct mgcap_capture *cap, char *ifname,
+			 char *chardev_name);
+int mgcap_cpuhp_init(void);
+void mgcap_cpuhp_exit(void);
 int mgcap_capture_set(struct mgcap_capture *cap, u32 mode, u32 snaplen,
 		      struct mgcap_filter *flt, bool clear_filter,
 		      struct netlink_ext_ack *extack);
@@ -132,6 +148,8 @@ int mgcap_chardev_init(void);
 void mgcap_chardev_exit(void);
 int mgcap_chardev_add(struct mgcap_capture *cap);
 void mgcap_chardev_del(struct mgcap_capture *cap);
+int mgcap_chardev_node_add(struct mgcap_capture *cap);
+void mgcap_chardev_node_del(struct mgcap_capture *cap);
 
 /* netlink.c */
 int mgcap_nl_init(void);

@@ -20,6 +20,8 @@ static struct genl_family mgcap_nl_family;
 
 /* set by module unload: no capture may start any more */
 static bool mgcap_nl_closing;
+/* notifications need a registered family (it is registered last at load) */
+static bool mgcap_nl_registered;
 
 /* not const: older kernels' NLA_POLICY_FULL_RANGE() take a plain pointer */
 static struct netlink_range_validation mgcap_snaplen_range = {
@@ -105,6 +107,7 @@ static struct net_device *mgcap_nl_dev(struct genl_info *info)
 		return dev;
 	}
 	NL_SET_ERR_MSG(info->extack, "a device is required (ifindex or ifname)");
+	NL_SET_ERR_ATTR_MISS(info->extack, NULL, MGCAP_A_DEV_IFINDEX);
 	return ERR_PTR(-EINVAL);
 }
 
@@ -174,7 +177,8 @@ static int mgcap_nl_hwts_query(struct net_device *dev,
  */
 static int mgcap_nl_fill_dev(struct sk_buff *skb, int ifindex,
 			     const char *ifname, struct mgcap_capture *cap,
-			     u32 portid, u32 seq, int flags, u8 cmd)
+			     u32 portid, u32 seq, int flags, u8 cmd,
+			     struct netlink_callback *cb)
 {
 	struct mgcap_stats total, s;
 	struct hwtstamp_config hwts;
@@ -185,6 +189,8 @@ static int mgcap_nl_fill_dev(struct sk_buff *skb, int ifindex,
 	hdr = genlmsg_put(skb, portid, seq, &mgcap_nl_family, flags, cmd);
 	if (!hdr)
 		return -EMSGSIZE;
+	if (cb)
+		genl_dump_check_consistent(cb, hdr);
 	if (nla_put_u32(skb, MGCAP_A_DEV_IFINDEX, ifindex) ||
 	    nla_put_string(skb, MGCAP_A_DEV_IFNAME, ifname) ||
 	    nla_put_u8(skb, MGCAP_A_DEV_CAPTURING,
@@ -231,18 +237,20 @@ cancel:
 	return -EMSGSIZE;
 }
 
-static int mgcap_nl_reply_dev(struct genl_info *info, struct net_device *dev,
-			      struct mgcap_capture *cap)
+static struct sk_buff *mgcap_nl_dev_msg(void)
 {
-	struct sk_buff *msg;
+	return genlmsg_new(mgcap_nl_dev_size(), GFP_KERNEL);
+}
+
+/* send msg from mgcap_nl_dev_msg() filled with the device's state */
+static int mgcap_nl_reply_dev(struct genl_info *info, struct sk_buff *msg,
+			      struct net_device *dev, struct mgcap_capture *cap)
+{
 	int err;
 
-	msg = genlmsg_new(mgcap_nl_dev_size(), GFP_KERNEL);
-	if (!msg)
-		return -ENOMEM;
 	err = mgcap_nl_fill_dev(msg, dev->ifindex, dev->name, cap,
 				info->snd_portid, info->snd_seq, 0,
-				info->genlhdr->cmd);
+				info->genlhdr->cmd, NULL);
 	if (err) {
 		nlmsg_free(msg);
 		return err;
@@ -255,13 +263,14 @@ void mgcap_nl_notify(struct mgcap_capture *cap, u8 cmd)
 {
 	struct sk_buff *msg;
 
-	if (!genl_has_listeners(&mgcap_nl_family, cap->net, MGCAP_NLGRP_MONITOR))
+	if (!mgcap_nl_registered ||
+	    !genl_has_listeners(&mgcap_nl_family, cap->net, MGCAP_NLGRP_MONITOR))
 		return;
 	msg = genlmsg_new(mgcap_nl_dev_size(), GFP_KERNEL);
 	if (!msg)
 		return;
 	if (mgcap_nl_fill_dev(msg, cap->ifindex, cap->ifname, cap, 0, 0, 0,
-			      cmd)) {
+			      cmd, NULL)) {
 		nlmsg_free(msg);
 		return;
 	}
@@ -272,12 +281,20 @@ void mgcap_nl_notify(struct mgcap_capture *cap, u8 cmd)
 static int mgcap_nl_dev_get_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct net_device *dev;
+	struct sk_buff *msg;
 	int err;
 
+	msg = mgcap_nl_dev_msg();
+	if (!msg)
+		return -ENOMEM;
 	rtnl_lock();
 	dev = mgcap_nl_dev(info);
-	err = IS_ERR(dev) ? PTR_ERR(dev) :
-	      mgcap_nl_reply_dev(info, dev, mgcap_capture_of(dev));
+	if (IS_ERR(dev)) {
+		nlmsg_free(msg);
+		err = PTR_ERR(dev);
+	} else {
+		err = mgcap_nl_reply_dev(info, msg, dev, mgcap_capture_of(dev));
+	}
 	rtnl_unlock();
 	return err;
 }
@@ -290,31 +307,73 @@ static int mgcap_nl_dev_get_start(struct netlink_callback *cb)
 	return 0;
 }
 
+/* the request's attributes in a dump */
+static struct nlattr **mgcap_nl_dump_attrs(struct netlink_callback *cb)
+{
+#ifdef MGCAP_HAVE_GENL_INFO_DUMP
+	return genl_info_dump(cb)->attrs;
+#else
+	return genl_dumpit_info(cb)->attrs;
+#endif
+}
+
+/* the capture of net with the lowest ifindex above after; under RTNL */
+static struct mgcap_capture *mgcap_nl_dump_next(struct net *net, long after)
+{
+	struct mgcap_capture *cap, *next = NULL;
+
+	list_for_each_entry(cap, &mgcap_captures, list)
+		if (net_eq(cap->net, net) && cap->ifindex > after &&
+		    (!next || cap->ifindex < next->ifindex))
+			next = cap;
+	return next;
+}
+
+/*
+ * Every capture of the caller's netns in ifindex order, or only the device
+ * the request names (ifindex or ifname).  A dump that takes more than one
+ * message resumes after the last ifindex sent, so a stop between two parts
+ * skips nothing else; a start, stop or rename in between sets
+ * NLM_F_DUMP_INTR on the next part, as other dumps do.
+ */
 static int mgcap_nl_dev_get_dumpit(struct sk_buff *skb,
 				   struct netlink_callback *cb)
 {
+	struct nlattr **tb = mgcap_nl_dump_attrs(cb);
 	struct net *net = sock_net(skb->sk);
+	struct net_device *only = NULL;
 	struct mgcap_capture *cap;
-	long idx = 0, start = cb->args[0];
+	long last = cb->args[0];
 	int err = 0;
 
 	rtnl_lock();
-	list_for_each_entry(cap, &mgcap_captures, list) {
-		if (!net_eq(cap->net, net))
+	cb->seq = mgcap_generation;
+	if (tb[MGCAP_A_DEV_IFINDEX] || tb[MGCAP_A_DEV_IFNAME]) {
+		only = tb[MGCAP_A_DEV_IFINDEX] ?
+		       __dev_get_by_index(net, nla_get_u32(tb[MGCAP_A_DEV_IFINDEX])) :
+		       __dev_get_by_name(net, nla_data(tb[MGCAP_A_DEV_IFNAME]));
+		if (!only) {
+			NL_SET_ERR_MSG(cb->extack, "no such device");
+			err = -ENODEV;
+			goto out;
+		}
+	}
+	while ((cap = mgcap_nl_dump_next(net, last))) {
+		if (only && cap->dev != only) {
+			last = cap->ifindex;
 			continue;
-		if (idx++ < start)
-			continue;
+		}
 		err = mgcap_nl_fill_dev(skb, cap->ifindex, cap->ifname, cap,
 					NETLINK_CB(cb->skb).portid,
 					cb->nlh->nlmsg_seq, NLM_F_MULTI,
-					MGCAP_CMD_DEV_GET);
-		if (err) {
-			idx--;
+					MGCAP_CMD_DEV_GET, cb);
+		if (err)
 			break;
-		}
+		last = cap->ifindex;
 	}
+out:
 	rtnl_unlock();
-	cb->args[0] = idx;
+	cb->args[0] = last;
 	if (err == -EMSGSIZE && skb->len)
 		return skb->len;
 	return err ?: skb->len;
@@ -339,43 +398,100 @@ static struct mgcap_filter *mgcap_nl_filter(struct genl_info *info)
 	return mgcap_filter_create(prog, expr, info->extack);
 }
 
-static int mgcap_nl_dev_start_doit(struct sk_buff *skb, struct genl_info *info)
+/* the attribute that named the device, for NL_SET_BAD_ATTR */
+static struct nlattr *mgcap_nl_dev_attr(struct genl_info *info)
+{
+	return info->attrs[MGCAP_A_DEV_IFINDEX] ?: info->attrs[MGCAP_A_DEV_IFNAME];
+}
+
+/* the attribute a ring size or snaplen error is about */
+static void mgcap_nl_bad_size(struct genl_info *info)
 {
 	struct nlattr **tb = info->attrs;
+
+	NL_SET_BAD_ATTR(info->extack, tb[MGCAP_A_DEV_RING_SIZE] ?:
+			tb[MGCAP_A_DEV_SNAPLEN]);
+}
+
+/*
+ * The device is checked (free, and within what the caller may take) under
+ * RTNL, the rings are allocated without it, and everything is checked again
+ * when the capture is attached.  The reply is allocated before the start,
+ * so a capture that starts is reported as started.
+ */
+static int mgcap_nl_dev_start_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	/* captures of user namespace admins are bounded: capture.c */
+	bool limited = !netlink_ns_capable(skb, &init_user_ns, CAP_NET_ADMIN);
+	struct nlattr **tb = info->attrs;
 	struct mgcap_params p = mgcap_default_params;
+	struct mgcap_capture *cap = NULL;
 	struct mgcap_filter *flt;
 	struct net_device *dev;
+	struct sk_buff *msg;
 	int err;
 
-	flt = mgcap_nl_filter(info);
-	if (IS_ERR(flt))
-		return PTR_ERR(flt);
 	if (tb[MGCAP_A_DEV_MODE])
 		p.mode = nla_get_u32(tb[MGCAP_A_DEV_MODE]);
 	if (tb[MGCAP_A_DEV_SNAPLEN])
 		p.snaplen = nla_get_u32(tb[MGCAP_A_DEV_SNAPLEN]);
 	if (tb[MGCAP_A_DEV_RING_SIZE])
 		p.ring_size = nla_get_u32(tb[MGCAP_A_DEV_RING_SIZE]);
+	err = mgcap_validate_ring_size(p.ring_size, p.snaplen, info->extack);
+	if (err) {
+		mgcap_nl_bad_size(info);
+		return err;
+	}
+
+	rtnl_lock();
+	dev = mgcap_nl_dev(info);
+	err = IS_ERR(dev) ? PTR_ERR(dev) :
+	      mgcap_capture_check(dev, p.ring_size, limited, info->extack);
+	rtnl_unlock();
+	if (err)
+		return err;
+
+	flt = mgcap_nl_filter(info);
+	if (IS_ERR(flt))
+		return PTR_ERR(flt);
+	msg = mgcap_nl_dev_msg();
+	if (!msg) {
+		err = -ENOMEM;
+		goto out_free;
+	}
+	cap = mgcap_capture_alloc(p.mode, p.snaplen, p.ring_size, info->extack);
+	if (IS_ERR(cap)) {
+		err = PTR_ERR(cap);
+		cap = NULL;
+		goto out_free;
+	}
 
 	rtnl_lock();
 	if (mgcap_nl_closing) {
 		NL_SET_ERR_MSG_MOD(info->extack, "module is unloading");
 		err = -ENODEV;
-		goto out;
+		goto out_unlock;
 	}
 	dev = mgcap_nl_dev(info);
 	if (IS_ERR(dev)) {
 		err = PTR_ERR(dev);
-		goto out;
+		goto out_unlock;
 	}
-	err = mgcap_capture_start(dev, p.mode, p.snaplen, p.ring_size, flt,
-				  info->extack);
-	if (!err) {
-		flt = NULL;	/* the capture's now */
-		err = mgcap_nl_reply_dev(info, dev, mgcap_capture_of(dev));
-	}
-out:
+	err = mgcap_capture_start(dev, cap, limited, flt, info->extack);
+	if (err)
+		goto out_unlock;
+	/* the capture list's and the filter the capture's now */
+	cap = NULL;
+	flt = NULL;
+	/* the capture runs: a reply that could not be sent is no failure */
+	mgcap_nl_reply_dev(info, msg, dev, mgcap_capture_of(dev));
+	msg = NULL;
+out_unlock:
 	rtnl_unlock();
+out_free:
+	nlmsg_free(msg);
+	if (cap)
+		mgcap_capture_put(cap);
 	mgcap_filter_free(flt);
 	return err;
 }
@@ -395,6 +511,7 @@ static int mgcap_nl_dev_stop_doit(struct sk_buff *skb, struct genl_info *info)
 	cap = mgcap_capture_of(dev);
 	if (!cap) {
 		NL_SET_ERR_MSG_MOD(info->extack, "device is not capturing");
+		NL_SET_BAD_ATTR(info->extack, mgcap_nl_dev_attr(info));
 		err = -ENOENT;
 		goto out;
 	}
@@ -411,12 +528,14 @@ static int mgcap_nl_dev_set_doit(struct sk_buff *skb, struct genl_info *info)
 	struct mgcap_filter *flt;
 	struct mgcap_capture *cap;
 	struct net_device *dev;
+	struct sk_buff *msg;
 	int err;
 
 	if (!tb[MGCAP_A_DEV_MODE] && !tb[MGCAP_A_DEV_SNAPLEN] &&
 	    !tb[MGCAP_A_DEV_FILTER] && !tb[MGCAP_A_DEV_FILTER_EXPR] && !clear) {
 		NL_SET_ERR_MSG_MOD(info->extack,
 				   "nothing to set (mode, snaplen, filter or filter-clear)");
+		NL_SET_ERR_ATTR_MISS(info->extack, NULL, MGCAP_A_DEV_MODE);
 		return -EINVAL;
 	}
 	if (clear && tb[MGCAP_A_DEV_FILTER]) {
@@ -427,6 +546,11 @@ static int mgcap_nl_dev_set_doit(struct sk_buff *skb, struct genl_info *info)
 	flt = mgcap_nl_filter(info);
 	if (IS_ERR(flt))
 		return PTR_ERR(flt);
+	msg = mgcap_nl_dev_msg();
+	if (!msg) {
+		mgcap_filter_free(flt);
+		return -ENOMEM;
+	}
 	rtnl_lock();
 	dev = mgcap_nl_dev(info);
 	if (IS_ERR(dev)) {
@@ -436,6 +560,7 @@ static int mgcap_nl_dev_set_doit(struct sk_buff *skb, struct genl_info *info)
 	cap = mgcap_capture_of(dev);
 	if (!cap) {
 		NL_SET_ERR_MSG_MOD(info->extack, "device is not capturing");
+		NL_SET_BAD_ATTR(info->extack, mgcap_nl_dev_attr(info));
 		err = -ENOENT;
 		goto out;
 	}
@@ -449,10 +574,13 @@ static int mgcap_nl_dev_set_doit(struct sk_buff *skb, struct genl_info *info)
 		NL_SET_BAD_ATTR(info->extack, tb[MGCAP_A_DEV_SNAPLEN]);
 	if (!err) {
 		flt = NULL;	/* the capture's now */
-		err = mgcap_nl_reply_dev(info, dev, cap);
+		mgcap_nl_reply_dev(info, msg, dev, cap);
+		msg = NULL;
+		/* the change is made: a reply that could not be sent is no failure */
 	}
 out:
 	rtnl_unlock();
+	nlmsg_free(msg);
 	mgcap_filter_free(flt);
 	return err;
 }
@@ -479,12 +607,6 @@ static int mgcap_nl_reply_hwts(struct genl_info *info, struct net_device *dev,
 	}
 	genlmsg_end(msg, hdr);
 	return genlmsg_reply(msg, info);
-}
-
-/* the attribute that named the device, for NL_SET_BAD_ATTR */
-static struct nlattr *mgcap_nl_dev_attr(struct genl_info *info)
-{
-	return info->attrs[MGCAP_A_DEV_IFINDEX] ?: info->attrs[MGCAP_A_DEV_IFNAME];
 }
 
 static int mgcap_nl_hwtstamp_get_doit(struct sk_buff *skb,
@@ -624,7 +746,15 @@ static struct genl_family mgcap_nl_family __ro_after_init = {
 
 int __init mgcap_nl_init(void)
 {
-	return genl_register_family(&mgcap_nl_family);
+	int err;
+
+	err = genl_register_family(&mgcap_nl_family);
+	if (!err) {
+		rtnl_lock();
+		mgcap_nl_registered = true;
+		rtnl_unlock();
+	}
+	return err;
 }
 
 /* refuse new captures; the caller then stops the running ones */
@@ -636,6 +766,9 @@ void mgcap_nl_close(void)
 
 void mgcap_nl_exit(void)
 {
+	rtnl_lock();
+	mgcap_nl_registered = false;
+	rtnl_unlock();
 	genl_unregister_family(&mgcap_nl_family);
 }
 

@@ -67,7 +67,7 @@ struct mgcap_ring *mgcap_ring_create(struct mgcap_capture *cap,
 	unsigned int i;
 	int node = cpu_to_node(cpu);
 
-	ring = kzalloc_node(sizeof(*ring), GFP_KERNEL, node);
+	ring = kzalloc_node(sizeof(*ring), GFP_KERNEL_ACCOUNT, node);
 	if (!ring)
 		return NULL;
 	ring->cap = cap;
@@ -80,19 +80,26 @@ struct mgcap_ring *mgcap_ring_create(struct mgcap_capture *cap,
 		     HRTIMER_MODE_REL_PINNED);
 	ring->wakeup_timer.function = mgcap_ring_timer_fn;
 
-	ring->pages = kvcalloc(nr_pages, sizeof(*ring->pages), GFP_KERNEL);
+	ring->pages = kvcalloc(nr_pages, sizeof(*ring->pages),
+			       GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL);
 	if (!ring->pages)
 		goto err;
 	for (i = 0; i < nr_pages; i++) {
-		ring->pages[i] = alloc_pages_node(node, GFP_KERNEL_ACCOUNT | __GFP_ZERO |
-						  __GFP_NOWARN, 0);
+		/* charged to the caller's memcg; ENOMEM, not the OOM killer */
+		ring->pages[i] = alloc_pages_node(node, GFP_KERNEL_ACCOUNT |
+						  __GFP_ZERO | __GFP_NOWARN |
+						  __GFP_RETRY_MAYFAIL, 0);
 		if (!ring->pages[i])
 			goto err;
 		ring->nr_pages++;
+		if (fatal_signal_pending(current))
+			goto err;
+		cond_resched();
 	}
 
 	/* consumer page, producer page, data, data again */
-	map = kvcalloc(2 + 2 * nr_data, sizeof(*map), GFP_KERNEL);
+	map = kvcalloc(2 + 2 * nr_data, sizeof(*map),
+		       GFP_KERNEL | __GFP_RETRY_MAYFAIL);
 	if (!map)
 		goto err;
 	map[0] = ring->pages[0];

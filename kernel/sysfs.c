@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * mgcap: sysfs attributes of /sys/class/mgcap/<name>/: the capture's
- * settings, statistics/ with one counter per file (sums over all CPUs, like
- * a net device's statistics/), and per_cpu_stats with one line per ring.
+ * settings and statistics/ with one counter per file (sums over all CPUs,
+ * like a net device's statistics/).  Per ring counters are in each ring's
+ * producer page and in the netlink cpu-stats, not here: one value per file,
+ * and a file per CPU and counter would be thousands on a large machine.
  * Counters are monotonic; reading never resets them.
  */
 #include <linux/device.h>
@@ -18,7 +20,10 @@ static struct mgcap_capture *to_cap(struct device *d)
 static ssize_t ifname_show(struct device *d, struct device_attribute *attr,
 			   char *buf)
 {
-	return sysfs_emit(buf, "%s\n", to_cap(d)->ifname);
+	char name[IFNAMSIZ];
+
+	mgcap_capture_names(to_cap(d), name, NULL);
+	return sysfs_emit(buf, "%s\n", name);
 }
 static DEVICE_ATTR_RO(ifname);
 
@@ -73,33 +78,6 @@ static ssize_t filter_show(struct device *d, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(filter);
 
-static ssize_t per_cpu_stats_show(struct device *d,
-				  struct device_attribute *attr, char *buf)
-{
-	struct mgcap_capture *cap = to_cap(d);
-	unsigned int cpu;
-	int len;
-
-	len = sysfs_emit(buf,
-			 "cpu seen_packets seen_bytes captured_packets captured_bytes ring_full_drops consumed_packets copy_errors hw_stamped_packets filtered_packets\n");
-	for (cpu = 0; cpu < cap->nr_rings; cpu++) {
-		struct mgcap_stats s = {};
-
-		if (!cap->rings[cpu])
-			continue;
-		mgcap_ring_stats_add(cap->rings[cpu], &s);
-		len += sysfs_emit_at(buf, len,
-				     "%u %llu %llu %llu %llu %llu %llu %llu %llu %llu\n",
-				     cpu, s.seen_packets, s.seen_bytes,
-				     s.captured_packets, s.captured_bytes,
-				     s.ring_full_drops, s.consumed_packets,
-				     s.copy_errors, s.hw_stamped_packets,
-				     s.filtered_packets);
-	}
-	return len;
-}
-static DEVICE_ATTR_RO(per_cpu_stats);
-
 static struct attribute *mgcap_dev_attrs[] = {
 	&dev_attr_ifname.attr,
 	&dev_attr_ifindex.attr,
@@ -107,7 +85,6 @@ static struct attribute *mgcap_dev_attrs[] = {
 	&dev_attr_snaplen.attr,
 	&dev_attr_ring_size.attr,
 	&dev_attr_filter.attr,
-	&dev_attr_per_cpu_stats.attr,
 	NULL,
 };
 

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from mgctl import pcapng
+from mgctl.api import Mgcap
 from mgctl.chardev import CaptureDevice, device_path
 from mgctl.record import Record, iter_records
 
@@ -81,6 +82,11 @@ class Module:
     def stats(self, ifname: str) -> dict[str, int]:
         d = Path(f"/sys/class/mgcap/{ifname}/statistics")
         return {p.name: int(p.read_text()) for p in d.iterdir()}
+
+    def cpu_stats(self, ifname: str) -> list[dict[str, int]]:
+        """Each ring's counters (netlink cpu-stats), with its "cpu"."""
+        with Mgcap() as m:
+            return m.show(ifname).cpu_stats
 
 
 @pytest.fixture

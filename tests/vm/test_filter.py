@@ -281,19 +281,14 @@ def test_installed_program_is_tcpdumps(mgcap: Module, veth: VethPair) -> None:
         m.stop(veth.dev)
 
 
-def _per_cpu(dev: str) -> list[dict[str, int]]:
-    lines = Path(f"/sys/class/mgcap/{dev}/per_cpu_stats").read_text().splitlines()
-    head = lines[0].split()
-    return [dict(zip(head, map(int, line.split()), strict=True)) for line in lines[1:]]
-
-
 def assert_counters_add_up(dev: str) -> dict[str, int]:
-    for c in _per_cpu(dev):
+    with Mgcap() as m:
+        state = m.show(dev)
+    for c in state.cpu_stats:
         assert c["seen_packets"] == (
             c["captured_packets"] + c["filtered_packets"] + c["ring_full_drops"] + c["copy_errors"]
         ), c
-    with Mgcap() as m:
-        s = m.show(dev).stats
+    s = state.stats
     assert s["seen_packets"] == (
         s["captured_packets"] + s["filtered_packets"] + s["ring_full_drops"] + s["copy_errors"]
     ), s

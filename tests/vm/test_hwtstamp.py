@@ -194,9 +194,8 @@ def test_hw_stamps_are_the_nics_sequence(
 
     stats = mgcap.stats(DEV)
     assert stats["captured_packets"] == stats["hw_stamped_packets"] == n
-    per_cpu = Path(f"/sys/class/mgcap/{DEV}/per_cpu_stats").read_text().splitlines()
-    col = per_cpu[0].split().index("hw_stamped_packets")
-    assert sum(int(line.split()[col]) for line in per_cpu[1:]) == n
+    per_cpu = mgcap.cpu_stats(DEV)
+    assert sum(c["hw_stamped_packets"] for c in per_cpu) == n
     s = mgctl_json(f"-s -s show dev {DEV}")[0]
     assert s["stats"]["hw_stamped_packets"] == n
     assert sum(c["hw_stamped_packets"] for c in s["cpu_stats"]) == n

@@ -1,0 +1,179 @@
+"""The character device's edges: a renamed device's node and sysfs directory, stale
+nodes, epoll across a rebind, a mapping that leaves an impossible consumer position,
+private and removed mappings, and whose right SET_IFID checks."""
+
+import errno
+import mmap
+import os
+import select
+import socket
+from pathlib import Path
+
+import pytest
+
+from mgctl.api import Mgcap
+from mgctl.chardev import CaptureDevice, device_path
+from mgctl.record import iter_records
+from tests.vm.conftest import Module, Pktgen, eventually, in_netns, sh
+
+
+def test_rename_follows_the_device(mgcap: Module, dummy: str) -> None:
+    """/dev/mgcap/<new> and /sys/class/mgcap/<new> replace the old names, files open
+    before the rename go on reading, and a new device may take the old name."""
+    mgcap.load(ifname=dummy)
+    old = Path(device_path(dummy))
+    new = "mgd9"
+    with CaptureDevice(str(old), nonblock=True) as f:
+        sh(f"ip link set {dummy} down")
+        sh(f"ip link set {dummy} name {new}")
+        try:
+            sh(f"ip link set {new} up")
+            assert Path(device_path(new)).exists()
+            assert not old.exists()
+            assert Path(f"/sys/class/mgcap/{new}/ifname").read_text() == f"{new}\n"
+            assert not Path(f"/sys/class/mgcap/{dummy}").exists()
+            with Mgcap() as m:
+                assert [c.ifname for c in m.captures()] == [new]
+                assert m.show(new).capturing
+            assert f.info().ifname == new
+            Pktgen(new).run(count=5)
+            assert len(list(iter_records(f.read_all()))) == 5
+            # the old name is free again: a new device by that name captures
+            sh(f"ip link add {dummy} type dummy")
+            with Mgcap() as m:
+                m.start(dummy, ring_size=64 << 10)
+                assert sorted(c.ifname for c in m.captures()) == sorted([dummy, new])
+            assert Path(device_path(dummy)).exists()
+            with CaptureDevice(device_path(dummy)) as g:
+                assert g.info().ifname == dummy
+        finally:
+            sh(f"ip link del {new}", check=False)
+
+
+def test_a_stale_node_opens_no_other_capture(mgcap: Module, dummy: str, tmp_path: Path) -> None:
+    """A node kept past its capture's stop (a bind mount) does not open the capture that
+    starts next, here in another netns: minors are not handed out again at once."""
+    mgcap.load()
+    stale = tmp_path / "stale"
+    stale.touch()
+    ns = "mgS"
+    sh(f"ip netns add {ns}")
+    try:
+        with Mgcap() as m:
+            m.start(dummy, ring_size=64 << 10)
+        old_rdev = os.stat(device_path(dummy)).st_rdev
+        sh(f"mount --bind {device_path(dummy)} {stale}")
+        with Mgcap() as m:
+            m.stop(dummy)
+        sh(f"ip netns exec {ns} ip link add mgs0 type dummy")
+        with in_netns(ns), Mgcap() as m:
+            state = m.start("mgs0", ring_size=64 << 10).state
+        assert state.chardev
+        assert os.stat(state.chardev).st_rdev != old_rdev
+        with pytest.raises(OSError) as e:
+            os.open(stale, os.O_RDONLY)
+        assert e.value.errno in (errno.ENODEV, errno.ENXIO)
+    finally:
+        sh(f"umount {stale}", check=False)
+        sh(f"ip netns del {ns}")
+    assert eventually(lambda: not any(Path("/dev/mgcap").rglob("mgs0")))
+
+
+def test_epoll_follows_a_rebind(mgcap: Module, dummy: str) -> None:
+    """An epoll registration made while bound to ring 1 wakes for ring 0 after the file
+    is bound to ring 0."""
+    mgcap.load(ifname=dummy)
+    with CaptureDevice(device_path(dummy), nonblock=True) as f:
+        f.bind(1)
+        ep = select.epoll()
+        try:
+            ep.register(f.fd, select.EPOLLIN)
+            assert ep.poll(0.1) == []
+            f.bind(0)
+            # pktgen's first thread runs on CPU 0: ring 0
+            Pktgen(dummy).run(count=1)
+            assert ep.poll(10) == [(f.fd, select.EPOLLIN)]
+            assert len(list(iter_records(f.read()))) == 1
+        finally:
+            ep.close()
+
+
+def test_an_impossible_consumer_pos_dies_with_its_mapping(mgcap: Module, dummy: str) -> None:
+    """A mmap reader that writes a consumer position more than a ring away gets EIO; once
+    its file is gone the ring is emptied, and the next readers and the producer go on."""
+    mgcap.load(ifname=dummy, ring_size=64 << 10)
+    with CaptureDevice(device_path(dummy), nonblock=True) as bad:
+        bad.bind(0)
+        ring = bad.map_ring()
+        Pktgen(dummy).run(count=3)
+        ring.release(10 * ring.ring_size)
+        with pytest.raises(OSError) as e:
+            bad.read(1 << 16)
+        assert e.value.errno == errno.EIO
+        ring.close()
+    with CaptureDevice(device_path(dummy), nonblock=True) as f:
+        with pytest.raises(BlockingIOError):
+            f.read(1 << 16)
+        Pktgen(dummy).run(count=5)
+        assert len(list(iter_records(f.read_all()))) == 5
+    assert mgcap.stats(dummy)["ring_full_drops"] == 0
+
+
+def test_the_consumer_page_needs_a_shared_mapping(mgcap: Module, dummy: str) -> None:
+    mgcap.load(ifname=dummy)
+    with CaptureDevice(device_path(dummy)) as f:
+        f.bind(0)
+        with pytest.raises(OSError) as e:
+            mmap.mmap(f.fd, mmap.PAGESIZE, mmap.MAP_PRIVATE, mmap.PROT_READ | mmap.PROT_WRITE)
+        assert e.value.errno == errno.EINVAL
+        # the data pages may be mapped privately: they are read-only anyway
+        m = mmap.mmap(
+            f.fd, mmap.PAGESIZE, mmap.MAP_PRIVATE, mmap.PROT_READ, offset=2 * mmap.PAGESIZE
+        )
+        m.close()
+
+
+def test_a_file_rebinds_once_its_mappings_are_gone(mgcap: Module, dummy: str) -> None:
+    mgcap.load(ifname=dummy)
+    with CaptureDevice(device_path(dummy)) as f:
+        f.bind(0)
+        ring = f.map_ring()
+        with pytest.raises(OSError) as e:
+            f.bind(1)
+        assert e.value.errno == errno.EBUSY
+        ring.close()
+        f.bind(1)
+        assert f.info().bound_ring == 1
+
+
+def test_set_interface_id_checks_the_opener(mgcap: Module, dummy: str) -> None:
+    """The right is the opener's (as for sockets): a file that an unprivileged user
+    opened and handed to root cannot change the interface id."""
+    mgcap.load(ifname=dummy)
+    node = device_path(dummy)
+    os.chmod(node, 0o666)
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            fd = os.open(node, os.O_RDONLY)
+            socket.send_fds(child, [b"x"], [fd])
+        finally:
+            os._exit(0)
+    try:
+        _, fds, _, _ = socket.recv_fds(parent, 1, 1)
+        assert os.waitpid(pid, 0)[1] == 0
+    finally:
+        parent.close()
+        child.close()
+    theirs = CaptureDevice.__new__(CaptureDevice)
+    theirs.fd, theirs.path = fds[0], node
+    with theirs, CaptureDevice(node) as mine:
+        with pytest.raises(OSError) as e:
+            theirs.set_interface_id(7)
+        assert e.value.errno == errno.EPERM
+        mine.set_interface_id(7)
+        assert theirs.info().interface_id == 7

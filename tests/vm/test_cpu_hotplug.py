@@ -1,0 +1,96 @@
+"""CPU 1 goes offline while its ring captures and a reader is bound to it, then comes
+back: no record is lost or duplicated, and a single frame on CPU 1 afterwards still
+wakes its reader (the wakeup timer migrated away is replaced by one pinned to CPU 1)."""
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from mgctl.chardev import CaptureDevice, device_path
+from mgctl.record import iter_records
+from tests.vm.conftest import Module, eventually
+
+CPU1 = Path("/sys/devices/system/cpu/cpu1/online")
+PORT = 47999
+
+
+def send_on(cpu: int, n: int) -> None:
+    """n UDP datagrams to a bound socket on lo, from a thread pinned to cpu: on lo the
+    receive path runs on the sending CPU, so each lands in ring `cpu`."""
+
+    def run() -> None:
+        os.sched_setaffinity(0, {cpu})
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(n):
+                s.sendto(b"mgcap-hotplug", ("127.0.0.1", PORT))
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(timeout=300)
+    assert not t.is_alive()
+
+
+class Reader(threading.Thread):
+    """Counts the records of one ring until told to stop and the ring is idle."""
+
+    def __init__(self, ring: int) -> None:
+        super().__init__(daemon=True)
+        self.ring = ring
+        self.count = 0
+        self.stop = threading.Event()
+        self.dev = CaptureDevice(device_path("lo"), nonblock=True)
+        self.dev.bind(ring)
+
+    def run(self) -> None:
+        while True:
+            ev = self.dev.wait(0.2)
+            try:
+                data = self.dev.read(1 << 20)
+            except BlockingIOError:
+                if self.stop.is_set() and not ev:
+                    return
+                continue
+            if not data:
+                return
+            self.count += sum(1 for _ in iter_records(data))
+
+
+def test_a_cpu_goes_offline_and_back_while_capturing(mgcap: Module) -> None:
+    if not CPU1.exists():
+        pytest.skip("CPU 1 cannot go offline in this VM")
+    n = 500
+    mgcap.load(ifname="lo", ring_size=1 << 20)
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", PORT))
+    readers = [Reader(0), Reader(1)]
+    for r in readers:
+        r.start()
+    try:
+        send_on(0, n)
+        send_on(1, n)
+        CPU1.write_text("0")
+        try:
+            send_on(0, n)
+        finally:
+            CPU1.write_text("1")
+        # one frame on CPU 1: its reader, asleep since, must be woken
+        send_on(1, 1)
+        assert eventually(lambda: readers[1].count == n + 1, timeout=10), readers[1].count
+        send_on(1, n)
+        send_on(0, n)
+        assert eventually(lambda: readers[1].count == 2 * n + 1, timeout=60)
+        assert eventually(lambda: readers[0].count == 3 * n, timeout=60)
+    finally:
+        CPU1.write_text("1")
+        for r in readers:
+            r.stop.set()
+        for r in readers:
+            r.join(timeout=60)
+            r.dev.close()
+        sink.close()
+    s = mgcap.stats("lo")
+    assert s["ring_full_drops"] == 0
+    assert s["captured_packets"] == readers[0].count + readers[1].count == 5 * n + 1
