@@ -172,11 +172,23 @@ def pg_write(node: str, command: str) -> None:
     Path(f"/proc/net/pktgen/{node}").write_text(command + "\n")
 
 
+def pktgen_thread_has_devices(thread: str) -> bool:
+    """Whether /proc/net/pktgen/<thread> lists a running or stopped device."""
+    text = Path(f"/proc/net/pktgen/{thread}").read_text()
+    return any(
+        line.split(":", 1)[1].strip()
+        for line in text.splitlines()
+        if line.startswith(("Running:", "Stopped:"))
+    )
+
+
 def pktgen_reset() -> None:
     """Remove every device from pktgen's threads, and wait until they are gone: the
-    threads act on rem_device_all later, and would remove a device added meanwhile."""
+    threads act on rem_device_all later (within a second), and would remove a device
+    added meanwhile, so it is sent only to threads that have devices to remove."""
     for t in range(os.cpu_count() or 1):
-        pg_write(f"kpktgend_{t}", "rem_device_all")
+        if pktgen_thread_has_devices(f"kpktgend_{t}"):
+            pg_write(f"kpktgend_{t}", "rem_device_all")
     assert eventually(
         lambda: (
             set(os.listdir("/proc/net/pktgen"))
