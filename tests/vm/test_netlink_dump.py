@@ -20,7 +20,7 @@ from tests.vm.rawgenl import (
     u32,
 )
 
-N = 150  # enough captures for a dump of several parts
+N = 250  # enough captures for a dump of several parts
 
 
 @pytest.fixture
