@@ -375,3 +375,20 @@ def test_e1000e_takes_the_configuration_and_restore(
     assert hwts(dev) == before
     with capsys.disabled():
         print(f"\ne1000e {dev}: captured, hw-stamped = {stamped}")
+
+
+def test_netdev_stamps_are_read_through_the_driver(mgcap: Module, mgts: Mgts) -> None:
+    """A driver that leaves a pointer for ndo_get_tstamp (SKBTX_HW_TSTAMP_NETDEV, as igc):
+    each record carries the NIC's stamp, never the pointer."""
+    mgts.load(netdev_tstamp=1)
+    mgcap.load()
+    n = 9
+    assert run_mgctl(f"start dev {DEV}").returncode == 0
+    assert mgctl_json(f"hwtstamp set dev {DEV} rx all")["rx"] == "all"
+    mgts.sequence()
+    send_frames(DEV, n)
+    wait_captured(mgcap, DEV, n)
+    assert mgts.next_index() == n
+    recs = list(iter_records(read_raw(DEV)))
+    assert sorted(r.timestamp_ns for r in recs) == [BASE_NS + i * STEP_NS for i in range(n)]
+    assert mgcap.stat(DEV, "hw_stamped_packets") == n
