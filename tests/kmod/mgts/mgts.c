@@ -27,7 +27,7 @@
  * frame carries SKBTX_HW_TSTAMP_NETDEV and skb_hwtstamps()->netdev_data
  * points at the stamp, kept at the start of the frame's buffer, which
  * ndo_get_tstamp() reads; a reader that takes hwtstamp as is gets the
- * pointer.
+ * pointer.  eth_ioctl_calls counts the calls of ndo_eth_ioctl.
  */
 #include <linux/etherdevice.h>
 #include <linux/ethtool.h>
@@ -50,6 +50,20 @@ static bool netdev_tstamp;
 module_param(netdev_tstamp, bool, 0444);
 MODULE_PARM_DESC(netdev_tstamp,
 		 "Leave a pointer for ndo_get_tstamp in the frames instead of the stamp (as igc)");
+
+static atomic_t mgts_eth_ioctl_calls = ATOMIC_INIT(0);
+
+static int mgts_calls_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%d\n", atomic_read(&mgts_eth_ioctl_calls));
+}
+
+static const struct kernel_param_ops mgts_calls_ops = {
+	.get = mgts_calls_get,
+};
+
+module_param_cb(eth_ioctl_calls, &mgts_calls_ops, NULL, 0444);
+MODULE_PARM_DESC(eth_ioctl_calls, "Calls of ndo_eth_ioctl so far (read only)");
 
 static unsigned long long ts_base_ns = 1700000000ULL * NSEC_PER_SEC;
 module_param(ts_base_ns, ullong, 0644);
@@ -141,6 +155,7 @@ static int mgts_eth_ioctl(struct net_device *dev, struct ifreq *ifr, int cmd)
 	struct hwtstamp_config cfg;
 	int err;
 
+	atomic_inc(&mgts_eth_ioctl_calls);
 	switch (cmd) {
 	case SIOCGHWTSTAMP:
 		memset(&cfg, 0, sizeof(cfg));
