@@ -48,6 +48,10 @@ static inline void mgcap_vm_flags_clear(struct vm_area_struct *vma,
  * with struct kernel_hwtstamp_config, and generic_hwtstamp_get/set_lower()
  * reach converted and legacy drivers alike; older kernels have only
  * SIOC[GS]HWTSTAMP through ndo_eth_ioctl.  Used in hwtstamp.c.
+ *
+ * MGCAP_HAVE_HWTSTAMP_NETDEV (5.18+): a driver may set SKBTX_HW_TSTAMP_NETDEV
+ * and keep a cookie (netdev_data) in skb_hwtstamps() for its ndo_get_tstamp()
+ * instead of the stamp.  Used in hook.c.
  */
 
 #endif /* _MGCAP_COMPAT_H */

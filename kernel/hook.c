@@ -12,6 +12,7 @@
  * recorded, not what the host receives.
  */
 #include <linux/if_vlan.h>
+#include <linux/netdevice.h>
 #include <linux/skbuff.h>
 #include <linux/timekeeping.h>
 
@@ -45,10 +46,42 @@ static int mgcap_copy_frame(const struct sk_buff *skb, int mac_off, u8 *to,
 			     caplen - head - n);
 }
 
+#ifdef MGCAP_HAVE_HWTSTAMP_NETDEV
+/*
+ * The driver (igc, for one) left a cookie in skb_hwtstamps() instead of the
+ * stamp, for its ndo_get_tstamp() to turn into one: ask the device that
+ * received the frame, found as net/socket.c finds it (by NAPI id), else the
+ * device the hook runs on.  0 (no hardware stamp) when neither can answer:
+ * the cookie is a kernel address, never a time.
+ */
+static ktime_t mgcap_netdev_tstamp(struct sk_buff *skb)
+{
+	struct net_device *dev = dev_get_by_napi_id(skb_napi_id(skb));
+
+	if (!dev)
+		dev = skb->dev;
+	if (!dev->netdev_ops->ndo_get_tstamp)
+		return 0;
+	return netdev_get_tstamp(dev, skb_hwtstamps(skb), false);
+}
+
+static ktime_t mgcap_hwtstamp(struct sk_buff *skb)
+{
+	if (unlikely(skb_shinfo(skb)->tx_flags & SKBTX_HW_TSTAMP_NETDEV))
+		return mgcap_netdev_tstamp(skb);
+	return skb_hwtstamps(skb)->hwtstamp;
+}
+#else
+static ktime_t mgcap_hwtstamp(struct sk_buff *skb)
+{
+	return skb_hwtstamps(skb)->hwtstamp;
+}
+#endif
+
 /* the NIC's stamp if the frame has one (*hw set), else the real time clock */
 static u64 mgcap_timestamp(struct sk_buff *skb, bool *hw_stamp)
 {
-	ktime_t hw = skb_hwtstamps(skb)->hwtstamp;
+	ktime_t hw = mgcap_hwtstamp(skb);
 
 	*hw_stamp = hw != 0;
 	return hw ? ktime_to_ns(hw) : ktime_get_real_ns();

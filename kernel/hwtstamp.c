@@ -2,150 +2,121 @@
 /*
  * mgcap: the hardware timestamping configuration of a device.
  *
- * mgcap asks the driver itself, under RTNL, the way SIOCGHWTSTAMP and
- * SIOCSHWTSTAMP do:
- *
- * - with the ndo_hwtstamp_get/set API (6.6+), through
- *   generic_hwtstamp_get/set_lower(), which also handles phylib PHYs and
- *   falls back to ndo_eth_ioctl for drivers not converted yet;
- * - on older kernels through ndo_eth_ioctl only.
- *
- * A legacy driver's ndo_eth_ioctl copies a struct hwtstamp_config from and
- * to ifr_data, which is a user pointer (copy_from_user() refuses kernel
- * addresses).  mgcap therefore hands it a page mapped for the occasion in
- * the calling process (the process that sent the netlink request, or rmmod),
- * and reads the result back from it.  Without a user address space (a kernel
- * thread) only drivers with ndo_hwtstamp_get/set can be reached.
+ * mgcap reaches a driver only with kernel memory, under RTNL: through
+ * ndo_hwtstamp_get/set (6.6+) by generic_hwtstamp_get/set_lower(), which
+ * also handle phylib PHYs.  A driver with only ndo_eth_ioctl copies a struct
+ * hwtstamp_config from and to a user pointer; mgcap never calls it and does
+ * no work in any user address space.  Such a device is "user" (legacy): user
+ * space (mgctl) issues SIOCGHWTSTAMP/SIOCSHWTSTAMP itself, with the kernel's
+ * own permission checks, and tells mgcap with hwtstamp-set what it applied
+ * and what the device had before.  On kernels without ndo_hwtstamp_get/set
+ * every driver is legacy.  A converted upper device (vlan, macvlan, bond)
+ * passes the request to its lower devices, and on 6.12 would use the user
+ * buffer mgcap does not give for an unconverted one below: it is legacy too.
  *
  * Restore: the first hwtstamp-set through mgcap on a device saves the
- * configuration the device had before.  It is put back when capture on that
- * device stops and at module unload, then forgotten; the next hwtstamp-set
- * saves again.  A device that goes away (NETDEV_UNREGISTER, also when it
- * moves to another netns) is forgotten without a restore.
+ * configuration the device had before.  When capture on the device stops it
+ * is put back, by mgcap for a converted driver and by the process that
+ * stopped the capture for a legacy one (the dev-stop reply and dev-stop-ntf
+ * carry it), then forgotten; the next hwtstamp-set saves again.  At module
+ * unload mgcap puts back what it can and logs, for each legacy device, the
+ * command that puts the saved configuration back.  A device that goes away
+ * (NETDEV_UNREGISTER, also when it moves to another netns) is forgotten
+ * without a restore.
  */
-#include <linux/mman.h>
 #include <linux/net_tstamp.h>
+#include <linux/netdevice.h>
 #include <linux/rtnetlink.h>
-#include <linux/sched/mm.h>
 #include <linux/slab.h>
-#include <linux/uaccess.h>
 
 #include "mgcap.h"
 
-/* a device's configuration before mgcap first changed it; under RTNL */
+/* a device whose configuration mgcap changed; under RTNL */
 struct mgcap_hwts_saved {
 	struct list_head list;
 	struct net_device *dev;		/* forgotten at NETDEV_UNREGISTER */
-	struct hwtstamp_config cfg;
+	struct hwtstamp_config cfg;	/* before mgcap's first change */
+	struct hwtstamp_config applied;	/* legacy: last applied by user space */
+	bool stopped;			/* legacy: capture stopped, put cfg back */
 };
 
 static LIST_HEAD(mgcap_hwts_saved_list);
 
-static bool mgcap_hwts_has_ops(struct net_device *dev)
+#ifdef MGCAP_HAVE_HWTSTAMP_LOWER
+static bool mgcap_hwts_converted(struct net_device *dev)
 {
 	const struct net_device_ops *ops = dev->netdev_ops;
 
-#ifdef MGCAP_HAVE_HWTSTAMP_LOWER
-	if (ops->ndo_hwtstamp_get && ops->ndo_hwtstamp_set)
-		return true;
-#endif
-	return ops->ndo_eth_ioctl;
+	return ops->ndo_hwtstamp_get && ops->ndo_hwtstamp_set;
+}
+
+static int mgcap_hwts_lower_unconverted(struct net_device *lower,
+					struct netdev_nested_priv *priv)
+{
+	return !mgcap_hwts_converted(lower);
 }
 
 /*
- * A page of the caller's address space that a legacy driver can
- * copy_from_user()/copy_to_user() a struct hwtstamp_config through; 0 when
- * the caller has no user address space.
+ * The driver wants a user buffer: it has only ndo_eth_ioctl, or a device
+ * below it is not converted (generic_hwtstamp_*_lower() would hand that one
+ * kcfg.ifr, which mgcap leaves NULL).
  */
-static unsigned long mgcap_hwts_ubuf_map(void)
+bool mgcap_hwtstamp_legacy(struct net_device *dev)
 {
-	unsigned long addr;
+	struct netdev_nested_priv priv = {};
 
-	if (!current->mm || (current->flags & PF_KTHREAD))
-		return 0;
-	addr = vm_mmap(NULL, 0, PAGE_SIZE, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, 0);
-	return IS_ERR_VALUE(addr) ? 0 : addr;
+	if (!mgcap_hwts_converted(dev))
+		return dev->netdev_ops->ndo_eth_ioctl;
+	return netdev_walk_all_lower_dev(dev, mgcap_hwts_lower_unconverted,
+					 &priv);
 }
 
-#ifdef MGCAP_HAVE_HWTSTAMP_LOWER
-/* the configuration API of 6.6+: struct kernel_hwtstamp_config */
+/* struct kernel_hwtstamp_config, without a user buffer (kcfg.ifr NULL) */
 static int mgcap_hwts_call(struct net_device *dev, bool set,
 			   struct hwtstamp_config *cfg,
 			   struct netlink_ext_ack *extack)
 {
 	struct kernel_hwtstamp_config kcfg = {};
-	struct ifreq ifr = {};
-	unsigned long addr;
-	void __user *ubuf;
 	int err;
 
-	/* for a legacy driver, or one below a converted device (a vlan) */
-	addr = mgcap_hwts_ubuf_map();
-	if (!addr && !dev->netdev_ops->ndo_hwtstamp_set) {
-		NL_SET_ERR_MSG_MOD(extack,
-				   "cannot reach the driver's timestamp ioctl from here");
-		return -EOPNOTSUPP;
-	}
-	ubuf = (void __user *)addr;
-	if (addr && copy_to_user(ubuf, cfg, sizeof(*cfg))) {
-		err = -EFAULT;
-		goto out;
-	}
-	strscpy(ifr.ifr_name, dev->name, sizeof(ifr.ifr_name));
-	ifr.ifr_data = ubuf;
 	hwtstamp_config_to_kernel(&kcfg, cfg);
-	kcfg.ifr = &ifr;
 	if (set)
 		err = generic_hwtstamp_set_lower(dev, &kcfg, extack);
 	else
 		err = generic_hwtstamp_get_lower(dev, &kcfg);
-	if (err)
-		goto out;
-	if (!kcfg.copied_to_user)
+	if (!err)
 		hwtstamp_config_from_kernel(cfg, &kcfg);
-	else if (copy_from_user(cfg, ubuf, sizeof(*cfg)))
-		err = -EFAULT;
-out:
-	if (addr)
-		vm_munmap(addr, PAGE_SIZE);
 	return err;
 }
 #else
-/* older kernels: SIOC[GS]HWTSTAMP through ndo_eth_ioctl */
+/* older kernels: only ndo_eth_ioctl, which wants a user buffer */
+static bool mgcap_hwts_converted(struct net_device *dev)
+{
+	return false;
+}
+
+bool mgcap_hwtstamp_legacy(struct net_device *dev)
+{
+	return dev->netdev_ops->ndo_eth_ioctl;
+}
+
 static int mgcap_hwts_call(struct net_device *dev, bool set,
 			   struct hwtstamp_config *cfg,
 			   struct netlink_ext_ack *extack)
 {
-	const struct net_device_ops *ops = dev->netdev_ops;
-	struct ifreq ifr = {};
-	unsigned long addr;
-	void __user *ubuf;
-	int err;
-
-	if (!netif_device_present(dev))
-		return -ENODEV;
-	addr = mgcap_hwts_ubuf_map();
-	if (!addr) {
-		NL_SET_ERR_MSG_MOD(extack,
-				   "cannot reach the driver's timestamp ioctl from here");
-		return -EOPNOTSUPP;
-	}
-	ubuf = (void __user *)addr;
-	if (copy_to_user(ubuf, cfg, sizeof(*cfg))) {
-		err = -EFAULT;
-		goto out;
-	}
-	strscpy(ifr.ifr_name, dev->name, sizeof(ifr.ifr_name));
-	ifr.ifr_data = ubuf;
-	err = ops->ndo_eth_ioctl(dev, &ifr, set ? SIOCSHWTSTAMP : SIOCGHWTSTAMP);
-	if (!err && copy_from_user(cfg, ubuf, sizeof(*cfg)))
-		err = -EFAULT;
-out:
-	vm_munmap(addr, PAGE_SIZE);
-	return err;
+	return -EOPNOTSUPP;
 }
 #endif
+
+/* the device can stamp at all; extack must not be NULL */
+static int mgcap_hwts_supported(struct net_device *dev,
+				struct netlink_ext_ack *extack)
+{
+	if (mgcap_hwts_converted(dev) || mgcap_hwtstamp_legacy(dev))
+		return 0;
+	NL_SET_ERR_MSG_MOD(extack, "hardware timestamping not supported");
+	return -EOPNOTSUPP;
+}
 
 /* extack must not be NULL: the 6.6+ helpers write to it */
 static int mgcap_hwts_do(struct net_device *dev, bool set,
@@ -155,8 +126,12 @@ static int mgcap_hwts_do(struct net_device *dev, bool set,
 	int err;
 
 	ASSERT_RTNL();
-	if (!mgcap_hwts_has_ops(dev)) {
-		NL_SET_ERR_MSG_MOD(extack, "hardware timestamping not supported");
+	err = mgcap_hwts_supported(dev, extack);
+	if (err)
+		return err;
+	if (mgcap_hwtstamp_legacy(dev)) {
+		NL_SET_ERR_MSG_MOD(extack,
+				   "the driver is configured only by SIOC[GS]HWTSTAMP from user space (hwtstamp-user)");
 		return -EOPNOTSUPP;
 	}
 	err = mgcap_hwts_call(dev, set, cfg, extack);
@@ -173,7 +148,10 @@ static int mgcap_hwts_do(struct net_device *dev, bool set,
 	return err;
 }
 
-/* the device's configuration as the driver reports it; under RTNL */
+/*
+ * The device's configuration as a driver the kernel reaches reports it;
+ * -EOPNOTSUPP for a legacy one.  Under RTNL.
+ */
 int mgcap_hwtstamp_get(struct net_device *dev, struct hwtstamp_config *cfg,
 		       struct netlink_ext_ack *extack)
 {
@@ -192,9 +170,9 @@ static struct mgcap_hwts_saved *mgcap_hwts_saved_of(struct net_device *dev)
 }
 
 /*
- * Configure the device; cfg becomes what the driver applied (it may widen
- * the receive filter).  The first change saves the previous configuration.
- * Under RTNL.
+ * Configure a device the kernel reaches; cfg becomes what the driver applied
+ * (it may widen the receive filter).  The first change saves the previous
+ * configuration.  Under RTNL.
  */
 int mgcap_hwtstamp_set(struct net_device *dev, struct hwtstamp_config *cfg,
 		       struct netlink_ext_ack *extack)
@@ -225,6 +203,74 @@ err_free:
 	return err;
 }
 
+/*
+ * A legacy device: user space applied *applied with SIOCSHWTSTAMP over
+ * *before.  Keep before if this is the first change, and applied for dev-get.
+ * Under RTNL.
+ */
+int mgcap_hwtstamp_record(struct net_device *dev,
+			  const struct hwtstamp_config *before,
+			  const struct hwtstamp_config *applied,
+			  struct netlink_ext_ack *extack)
+{
+	struct mgcap_hwts_saved *s;
+	int err;
+
+	ASSERT_RTNL();
+	err = mgcap_hwts_supported(dev, extack);
+	if (err)
+		return err;
+	if (!mgcap_hwtstamp_legacy(dev)) {
+		NL_SET_ERR_MSG_MOD(extack,
+				   "mgcap configures this driver itself: hwtstamp-user is for ioctl-only drivers");
+		return -EINVAL;
+	}
+	s = mgcap_hwts_saved_of(dev);
+	if (!s) {
+		s = kzalloc(sizeof(*s), GFP_KERNEL);
+		if (!s)
+			return -ENOMEM;
+		s->dev = dev;
+		s->cfg = *before;
+		list_add_tail(&s->list, &mgcap_hwts_saved_list);
+	}
+	s->applied = *applied;
+	return 0;
+}
+
+/*
+ * What dev-get reports, without calling a legacy driver: a converted
+ * driver's answer, or the configuration last applied through mgcap on a
+ * legacy device (-ENOENT if none).  Quiet.  Under RTNL.
+ */
+int mgcap_hwtstamp_report(struct net_device *dev, struct hwtstamp_config *cfg)
+{
+	struct netlink_ext_ack extack = {};
+	struct mgcap_hwts_saved *s;
+
+	if (!mgcap_hwtstamp_legacy(dev))
+		return mgcap_hwtstamp_get(dev, cfg, &extack);
+	s = mgcap_hwts_saved_of(dev);
+	if (!s || s->stopped)
+		return -ENOENT;
+	*cfg = s->applied;
+	return 0;
+}
+
+/*
+ * The saved configuration user space is to put back on a legacy device whose
+ * capture just stopped (dev-stop reply, dev-stop-ntf).  Under RTNL.
+ */
+bool mgcap_hwtstamp_pending(struct net_device *dev, struct hwtstamp_config *cfg)
+{
+	struct mgcap_hwts_saved *s = mgcap_hwts_saved_of(dev);
+
+	if (!s || !s->stopped)
+		return false;
+	*cfg = s->cfg;
+	return true;
+}
+
 static void mgcap_hwts_put_back(struct mgcap_hwts_saved *s)
 {
 	struct netlink_ext_ack extack = {};
@@ -240,28 +286,49 @@ static void mgcap_hwts_put_back(struct mgcap_hwts_saved *s)
 	kfree(s);
 }
 
-/* capture on dev stopped: put its saved configuration back; under RTNL */
+/*
+ * Capture on dev stopped: put its saved configuration back, or for a legacy
+ * device keep it for the stop reply and notification until
+ * mgcap_hwtstamp_forget().  Under RTNL.
+ */
 void mgcap_hwtstamp_restore(struct net_device *dev)
 {
 	struct mgcap_hwts_saved *s;
 
 	ASSERT_RTNL();
 	s = mgcap_hwts_saved_of(dev);
-	if (s)
+	if (!s)
+		return;
+	if (mgcap_hwtstamp_legacy(dev))
+		s->stopped = true;
+	else
 		mgcap_hwts_put_back(s);
 }
 
-/* module unload: every saved configuration back; under RTNL */
+/*
+ * Module unload: every saved configuration back that mgcap can put back; a
+ * legacy device's can only be put back from user space, so say how.  Under
+ * RTNL.
+ */
 void mgcap_hwtstamp_restore_all(void)
 {
 	struct mgcap_hwts_saved *s, *tmp;
 
 	ASSERT_RTNL();
-	list_for_each_entry_safe(s, tmp, &mgcap_hwts_saved_list, list)
-		mgcap_hwts_put_back(s);
+	list_for_each_entry_safe(s, tmp, &mgcap_hwts_saved_list, list) {
+		if (!mgcap_hwtstamp_legacy(s->dev)) {
+			mgcap_hwts_put_back(s);
+			continue;
+		}
+		netdev_warn(s->dev,
+			    "mgcap: timestamp configuration not restored (ioctl-only driver); to restore it run: hwstamp_ctl -i %s -r %d -t %d\n",
+			    s->dev->name, s->cfg.rx_filter, s->cfg.tx_type);
+		list_del(&s->list);
+		kfree(s);
+	}
 }
 
-/* dev is going away: forget it, nothing to restore; under RTNL */
+/* dev is going away, or its restore was handed out: forget it; under RTNL */
 void mgcap_hwtstamp_forget(struct net_device *dev)
 {
 	struct mgcap_hwts_saved *s;

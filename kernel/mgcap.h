@@ -163,6 +163,13 @@ int mgcap_hwtstamp_get(struct net_device *dev, struct hwtstamp_config *cfg,
 		       struct netlink_ext_ack *extack);
 int mgcap_hwtstamp_set(struct net_device *dev, struct hwtstamp_config *cfg,
 		       struct netlink_ext_ack *extack);
+bool mgcap_hwtstamp_legacy(struct net_device *dev);
+int mgcap_hwtstamp_record(struct net_device *dev,
+			  const struct hwtstamp_config *before,
+			  const struct hwtstamp_config *applied,
+			  struct netlink_ext_ack *extack);
+int mgcap_hwtstamp_report(struct net_device *dev, struct hwtstamp_config *cfg);
+bool mgcap_hwtstamp_pending(struct net_device *dev, struct hwtstamp_config *cfg);
 void mgcap_hwtstamp_restore(struct net_device *dev);
 void mgcap_hwtstamp_restore_all(void);
 void mgcap_hwtstamp_forget(struct net_device *dev);

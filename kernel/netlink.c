@@ -69,12 +69,17 @@ static const struct nla_policy mgcap_dev_set_policy[MGCAP_A_DEV_FILTER_CLEAR + 1
 						      &mgcap_snaplen_range),
 };
 
-static const struct nla_policy mgcap_hwtstamp_set_policy[MGCAP_A_DEV_HWTSTAMP_TX + 1] = {
+static const struct nla_policy mgcap_hwtstamp_set_policy[MGCAP_A_DEV_HWTSTAMP_SAVED_TX + 1] = {
 	MGCAP_POLICY_DEV_SELECT,
 	[MGCAP_A_DEV_HWTSTAMP_RX] = NLA_POLICY_MAX(NLA_U32,
 						   MGCAP_HWTSTAMP_RX_NTP_ALL),
 	[MGCAP_A_DEV_HWTSTAMP_TX] = NLA_POLICY_MAX(NLA_U32,
 						   MGCAP_HWTSTAMP_TX_ONESTEP_P2P),
+	[MGCAP_A_DEV_HWTSTAMP_USER] = { .type = NLA_FLAG },
+	[MGCAP_A_DEV_HWTSTAMP_SAVED_RX] = NLA_POLICY_MAX(NLA_U32,
+							 MGCAP_HWTSTAMP_RX_NTP_ALL),
+	[MGCAP_A_DEV_HWTSTAMP_SAVED_TX] = NLA_POLICY_MAX(NLA_U32,
+							 MGCAP_HWTSTAMP_TX_ONESTEP_P2P),
 };
 
 /* the device named by ifindex or ifname, in the caller's netns, under RTNL */
@@ -154,6 +159,7 @@ static size_t mgcap_nl_dev_size(void)
 	       5 * nla_total_size(sizeof(u32)) +	/* ifindex mode .. */
 	       2 * nla_total_size(sizeof(u32)) +	/* .. link-type nr-rings */
 	       2 * nla_total_size(sizeof(u32)) +	/* hwtstamp-rx, -tx */
+	       2 * nla_total_size(sizeof(u32)) +	/* hwtstamp-saved-* */
 	       nla_total_size(sizeof(u8)) +		/* capturing */
 	       nla_total_size(IFNAMSIZ) +		/* ifname */
 	       nla_total_size(MGCAP_CHARDEV_NAME_MAX) +	/* chardev */
@@ -162,13 +168,32 @@ static size_t mgcap_nl_dev_size(void)
 	       (1 + nr_cpu_ids) * stats;
 }
 
-/* quietly: a device that cannot stamp just has no hwtstamp attributes */
-static int mgcap_nl_hwts_query(struct net_device *dev,
-			       struct hwtstamp_config *cfg)
+/*
+ * The timestamp part of a dev message, never calling a legacy driver: while
+ * capturing, the setting (mgcap_hwtstamp_report()); once stopped, for the
+ * stop event, what user space is to put back on a legacy device.  A device
+ * with nothing to say has no hwtstamp attributes.
+ */
+static int mgcap_nl_put_hwts(struct sk_buff *skb, struct mgcap_capture *cap)
 {
-	struct netlink_ext_ack extack = {};
+	struct hwtstamp_config cfg;
 
-	return mgcap_hwtstamp_get(dev, cfg, &extack);
+	if (!cap->dev)
+		return 0;
+	if (!READ_ONCE(cap->stopped)) {
+		if (mgcap_hwtstamp_report(cap->dev, &cfg))
+			return 0;
+		if (nla_put_u32(skb, MGCAP_A_DEV_HWTSTAMP_RX, cfg.rx_filter) ||
+		    nla_put_u32(skb, MGCAP_A_DEV_HWTSTAMP_TX, cfg.tx_type))
+			return -EMSGSIZE;
+		return 0;
+	}
+	if (!mgcap_hwtstamp_pending(cap->dev, &cfg))
+		return 0;
+	if (nla_put_u32(skb, MGCAP_A_DEV_HWTSTAMP_SAVED_RX, cfg.rx_filter) ||
+	    nla_put_u32(skb, MGCAP_A_DEV_HWTSTAMP_SAVED_TX, cfg.tx_type))
+		return -EMSGSIZE;
+	return 0;
 }
 
 /*
@@ -181,7 +206,6 @@ static int mgcap_nl_fill_dev(struct sk_buff *skb, int ifindex,
 			     struct netlink_callback *cb)
 {
 	struct mgcap_stats total, s;
-	struct hwtstamp_config hwts;
 	struct mgcap_filter *flt;
 	unsigned int cpu;
 	void *hdr;
@@ -212,11 +236,7 @@ static int mgcap_nl_fill_dev(struct sk_buff *skb, int ifindex,
 	     (flt->expr &&
 	      nla_put_string(skb, MGCAP_A_DEV_FILTER_EXPR, flt->expr))))
 		goto cancel;
-	/* the device's timestamp setting, if it has one, while capturing */
-	if (!READ_ONCE(cap->stopped) && cap->dev &&
-	    !mgcap_nl_hwts_query(cap->dev, &hwts) &&
-	    (nla_put_u32(skb, MGCAP_A_DEV_HWTSTAMP_RX, hwts.rx_filter) ||
-	     nla_put_u32(skb, MGCAP_A_DEV_HWTSTAMP_TX, hwts.tx_type)))
+	if (mgcap_nl_put_hwts(skb, cap))
 		goto cancel;
 	mgcap_capture_stats(cap, &total);
 	if (mgcap_nl_put_stats(skb, MGCAP_A_DEV_STATS, -1, &total))
@@ -496,12 +516,49 @@ out_free:
 	return err;
 }
 
+/*
+ * The dev-stop reply: the device, and for a legacy one the timestamp
+ * configuration its stopper puts back; handed out once, then forgotten.
+ */
+static int mgcap_nl_reply_stop(struct genl_info *info, struct sk_buff *msg,
+			       struct net_device *dev)
+{
+	struct hwtstamp_config cfg;
+	bool restore;
+	void *hdr;
+
+	restore = mgcap_hwtstamp_pending(dev, &cfg);
+	mgcap_hwtstamp_forget(dev);
+	hdr = genlmsg_put_reply(msg, info, &mgcap_nl_family, 0,
+				info->genlhdr->cmd);
+	if (!hdr ||
+	    nla_put_u32(msg, MGCAP_A_DEV_IFINDEX, dev->ifindex) ||
+	    nla_put_string(msg, MGCAP_A_DEV_IFNAME, dev->name) ||
+	    (restore &&
+	     (nla_put_u32(msg, MGCAP_A_DEV_HWTSTAMP_SAVED_RX, cfg.rx_filter) ||
+	      nla_put_u32(msg, MGCAP_A_DEV_HWTSTAMP_SAVED_TX, cfg.tx_type)))) {
+		nlmsg_free(msg);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+}
+
+/*
+ * The reply is allocated first: a capture that stops is reported as
+ * stopped, with the timestamp configuration to put back.
+ */
 static int mgcap_nl_dev_stop_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct mgcap_capture *cap;
 	struct net_device *dev;
+	struct sk_buff *msg;
 	int err = 0;
 
+	msg = genlmsg_new(NLMSG_ALIGN(GENL_HDRLEN) + nla_total_size(IFNAMSIZ) +
+			  3 * nla_total_size(sizeof(u32)), GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
 	rtnl_lock();
 	dev = mgcap_nl_dev(info);
 	if (IS_ERR(dev)) {
@@ -516,8 +573,12 @@ static int mgcap_nl_dev_stop_doit(struct sk_buff *skb, struct genl_info *info)
 		goto out;
 	}
 	mgcap_capture_stop(cap);
+	/* the capture stopped: a reply that could not be sent is no failure */
+	mgcap_nl_reply_stop(info, msg, dev);
+	msg = NULL;
 out:
 	rtnl_unlock();
+	nlmsg_free(msg);
 	return err;
 }
 
@@ -585,6 +646,7 @@ out:
 	return err;
 }
 
+/* cfg NULL: a legacy device, which user space asks itself (hwtstamp-user) */
 static int mgcap_nl_reply_hwts(struct genl_info *info, struct net_device *dev,
 			       const struct hwtstamp_config *cfg)
 {
@@ -600,8 +662,10 @@ static int mgcap_nl_reply_hwts(struct genl_info *info, struct net_device *dev,
 	if (!hdr ||
 	    nla_put_u32(msg, MGCAP_A_DEV_IFINDEX, dev->ifindex) ||
 	    nla_put_string(msg, MGCAP_A_DEV_IFNAME, dev->name) ||
-	    nla_put_u32(msg, MGCAP_A_DEV_HWTSTAMP_RX, cfg->rx_filter) ||
-	    nla_put_u32(msg, MGCAP_A_DEV_HWTSTAMP_TX, cfg->tx_type)) {
+	    (!cfg && nla_put_flag(msg, MGCAP_A_DEV_HWTSTAMP_USER)) ||
+	    (cfg &&
+	     (nla_put_u32(msg, MGCAP_A_DEV_HWTSTAMP_RX, cfg->rx_filter) ||
+	      nla_put_u32(msg, MGCAP_A_DEV_HWTSTAMP_TX, cfg->tx_type)))) {
 		nlmsg_free(msg);
 		return -EMSGSIZE;
 	}
@@ -622,6 +686,10 @@ static int mgcap_nl_hwtstamp_get_doit(struct sk_buff *skb,
 		err = PTR_ERR(dev);
 		goto out;
 	}
+	if (mgcap_hwtstamp_legacy(dev)) {
+		err = mgcap_nl_reply_hwts(info, dev, NULL);
+		goto out;
+	}
 	err = mgcap_hwtstamp_get(dev, &cfg, info->extack);
 	if (err) {
 		NL_SET_BAD_ATTR(info->extack, mgcap_nl_dev_attr(info));
@@ -634,6 +702,46 @@ out:
 }
 
 /*
+ * hwtstamp-user: user space applied rx and tx with SIOCSHWTSTAMP over
+ * saved-rx and saved-tx; all four are needed, and only then.
+ */
+static int mgcap_nl_hwts_check_user(struct genl_info *info, bool user)
+{
+	struct nlattr **tb = info->attrs;
+	struct nlattr *saved = tb[MGCAP_A_DEV_HWTSTAMP_SAVED_RX] ?:
+			       tb[MGCAP_A_DEV_HWTSTAMP_SAVED_TX];
+
+	if (!user && saved) {
+		NL_SET_ERR_MSG_ATTR(info->extack, saved,
+				    "hwtstamp-saved-rx/-tx go with hwtstamp-user only");
+		return -EINVAL;
+	}
+	if (user && (!tb[MGCAP_A_DEV_HWTSTAMP_RX] ||
+		     !tb[MGCAP_A_DEV_HWTSTAMP_TX] ||
+		     !tb[MGCAP_A_DEV_HWTSTAMP_SAVED_RX] ||
+		     !tb[MGCAP_A_DEV_HWTSTAMP_SAVED_TX])) {
+		NL_SET_ERR_MSG_ATTR(info->extack, tb[MGCAP_A_DEV_HWTSTAMP_USER],
+				    "hwtstamp-user needs hwtstamp-rx, -tx, -saved-rx and -saved-tx");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* a legacy device: record what user space applied and what was before */
+static int mgcap_nl_hwts_record(struct genl_info *info, struct net_device *dev,
+				struct hwtstamp_config *cfg)
+{
+	struct nlattr **tb = info->attrs;
+	struct hwtstamp_config before = {};
+
+	cfg->rx_filter = nla_get_u32(tb[MGCAP_A_DEV_HWTSTAMP_RX]);
+	cfg->tx_type = nla_get_u32(tb[MGCAP_A_DEV_HWTSTAMP_TX]);
+	before.rx_filter = nla_get_u32(tb[MGCAP_A_DEV_HWTSTAMP_SAVED_RX]);
+	before.tx_type = nla_get_u32(tb[MGCAP_A_DEV_HWTSTAMP_SAVED_TX]);
+	return mgcap_hwtstamp_record(dev, &before, cfg, info->extack);
+}
+
+/*
  * rx and tx not given keep the device's current values.  The reply holds
  * what the driver applied, which may be a wider filter than asked for.
  */
@@ -642,7 +750,8 @@ static int mgcap_nl_hwtstamp_set_doit(struct sk_buff *skb,
 {
 	struct nlattr *rx = info->attrs[MGCAP_A_DEV_HWTSTAMP_RX];
 	struct nlattr *tx = info->attrs[MGCAP_A_DEV_HWTSTAMP_TX];
-	struct hwtstamp_config cfg;
+	bool user = nla_get_flag(info->attrs[MGCAP_A_DEV_HWTSTAMP_USER]);
+	struct hwtstamp_config cfg = {};
 	struct net_device *dev;
 	int err;
 
@@ -651,6 +760,9 @@ static int mgcap_nl_hwtstamp_set_doit(struct sk_buff *skb,
 				   "nothing to set (hwtstamp-rx or hwtstamp-tx)");
 		return -EINVAL;
 	}
+	err = mgcap_nl_hwts_check_user(info, user);
+	if (err)
+		return err;
 	rtnl_lock();
 	if (mgcap_nl_closing) {
 		NL_SET_ERR_MSG_MOD(info->extack, "module is unloading");
@@ -660,6 +772,15 @@ static int mgcap_nl_hwtstamp_set_doit(struct sk_buff *skb,
 	dev = mgcap_nl_dev(info);
 	if (IS_ERR(dev)) {
 		err = PTR_ERR(dev);
+		goto out;
+	}
+	if (user) {
+		err = mgcap_nl_hwts_record(info, dev, &cfg);
+		if (err)
+			NL_SET_BAD_ATTR(info->extack,
+					info->attrs[MGCAP_A_DEV_HWTSTAMP_USER]);
+		else
+			err = mgcap_nl_reply_hwts(info, dev, &cfg);
 		goto out;
 	}
 	err = mgcap_hwtstamp_get(dev, &cfg, info->extack);
@@ -718,6 +839,7 @@ static const struct genl_ops mgcap_nl_ops[] = {
 		.doit = mgcap_nl_hwtstamp_get_doit,
 		.policy = mgcap_dev_select_policy,
 		.maxattr = ARRAY_SIZE(mgcap_dev_select_policy) - 1,
+		.flags = GENL_UNS_ADMIN_PERM,
 	},
 	{
 		.cmd = MGCAP_CMD_HWTSTAMP_SET,

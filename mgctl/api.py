@@ -24,8 +24,13 @@ Hardware timestamping (docs/hwtstamp.md), e.g. for the length of a capture:
         applied = m.hwtstamp_set("eth1", rx="all")
         ...
         m.hwtstamp_set("eth1", rx=before.rx, tx=before.tx)
+
+A driver the module does not call (one with only the timestamp ioctl: every driver
+before Linux 6.6) is configured here with SIOCGHWTSTAMP/SIOCSHWTSTAMP, and the
+module is told what was applied; stop() puts its saved configuration back.
 """
 
+import contextlib
 import errno
 import os
 from collections.abc import Iterator
@@ -36,7 +41,7 @@ from typing import Any
 from pyroute2.netlink.exceptions import NetlinkError
 
 from mgctl import filter as bpf
-from mgctl import pcapng, spec, uapi
+from mgctl import hwtsioctl, pcapng, spec, uapi
 from mgctl.netlink import FamilyMissing, MgcapNetlink
 
 # the counters, named as in the data path's uapi (and in JSON output)
@@ -299,12 +304,31 @@ class Mgcap:
         return Result(True, state)
 
     def stop(self, dev: str, idempotent: bool = False) -> Result:
+        """Stop capture. For a device the module cannot configure itself, the stop
+        reply carries the timestamp configuration saved before mgcap's first change,
+        which is put back here (MgcapError if that fails: the capture stopped)."""
         if idempotent:
             cur = self.show(dev)
             if not cur.capturing:
                 return Result(False, cur)
-        self._do("dev-stop", ifname=dev)
+        reply = self._request("dev-stop", ifname=dev)
+        if reply and "hwtstamp-saved-rx" in reply:
+            self._put_back(dev, reply)
         return Result(True, self.show(dev))
+
+    def _put_back(self, dev: str, reply: dict[str, Any]) -> None:
+        saved = hwtsioctl.HwConfig(
+            rx=int(reply["hwtstamp-saved-rx"]), tx=int(reply.get("hwtstamp-saved-tx", 0))
+        )
+        try:
+            hwtsioctl.apply(dev, saved)
+        except hwtsioctl.HwtsIoctlError as e:
+            names = self._hw_names(saved)
+            raise MgcapError(
+                f"{dev}: capture stopped, but its timestamp setting (rx {names[0]} tx "
+                f"{names[1]}) was not put back: {e.strerror}",
+                e.errno or 0,
+            ) from None
 
     def set(
         self,
@@ -350,7 +374,7 @@ class Mgcap:
         assert after is not None
         return Result(after.settings() != before.settings(), after)
 
-    def _hwtstamp(self, dev: str, op: str, **attrs: Any) -> HwTstamp:
+    def _hwts_request(self, dev: str, op: str, **attrs: Any) -> dict[str, Any]:
         try:
             reply = self._request(op, ifname=dev, **attrs)
         except MgcapError as e:
@@ -358,12 +382,32 @@ class Mgcap:
             msg = e.message.removeprefix("mgcap: ")
             raise MgcapError(msg if msg.startswith(f"{dev}: ") else f"{dev}: {msg}", e.code) from e
         assert reply is not None
-        return to_hwtstamp(self.family, reply)
+        return reply
+
+    def _hw_names(self, cfg: hwtsioctl.HwConfig) -> tuple[str, str]:
+        return (
+            _enum_name(self.family, "hwtstamp-rx", cfg.rx) or "none",
+            _enum_name(self.family, "hwtstamp-tx", cfg.tx) or "off",
+        )
+
+    def _hw_ioctl(self, dev: str, cfg: hwtsioctl.HwConfig | None = None) -> hwtsioctl.HwConfig:
+        """SIOCGHWTSTAMP (cfg None) or SIOCSHWTSTAMP from here, errors as MgcapError."""
+        try:
+            return hwtsioctl.read(dev) if cfg is None else hwtsioctl.apply(dev, cfg)
+        except hwtsioctl.HwtsIoctlError as e:
+            raise MgcapError(f"{dev}: {e.strerror}", e.errno or 0) from None
+
+    def _hw_state(self, reply: dict[str, Any], cfg: hwtsioctl.HwConfig) -> HwTstamp:
+        rx, tx = self._hw_names(cfg)
+        return HwTstamp(ifindex=int(reply["ifindex"]), ifname=str(reply["ifname"]), rx=rx, tx=tx)
 
     def hwtstamp_get(self, dev: str) -> HwTstamp:
-        """The device's hardware timestamping as its driver reports it.
-        MgcapError (code EOPNOTSUPP) if the device cannot stamp."""
-        return self._hwtstamp(dev, "hwtstamp-get")
+        """The device's hardware timestamping as its driver reports it. Needs
+        CAP_NET_ADMIN. MgcapError (code EOPNOTSUPP) if the device cannot stamp."""
+        reply = self._hwts_request(dev, "hwtstamp-get")
+        if reply.get("hwtstamp-user"):
+            return self._hw_state(reply, self._hw_ioctl(dev))
+        return to_hwtstamp(self.family, reply)
 
     def hwtstamp_set(self, dev: str, rx: str | None = None, tx: str | None = None) -> HwTstamp:
         """Configure hardware timestamping (None keeps the current value); returns what
@@ -381,7 +425,38 @@ class Mgcap:
             tx_v = None if tx is None else enums["hwtstamp-tx"][tx]
         except KeyError as e:
             raise MgcapError(f"unknown timestamp setting {e.args[0]}", errno.EINVAL) from None
-        return self._hwtstamp(dev, "hwtstamp-set", hwtstamp_rx=rx_v, hwtstamp_tx=tx_v)
+        if self._hwts_request(dev, "hwtstamp-get").get("hwtstamp-user"):
+            return self._hwtstamp_set_user(dev, rx_v, tx_v)
+        reply = self._hwts_request(dev, "hwtstamp-set", hwtstamp_rx=rx_v, hwtstamp_tx=tx_v)
+        return to_hwtstamp(self.family, reply)
+
+    def _hwtstamp_set_user(self, dev: str, rx: int | None, tx: int | None) -> HwTstamp:
+        """A driver the module does not call: SIOCSHWTSTAMP from here, then the module
+        records what was applied and what was there before (it keeps the first
+        saved configuration for the restore). If the module refuses, the device
+        gets its configuration back."""
+        before = self._hw_ioctl(dev)
+        want = hwtsioctl.HwConfig(
+            rx=before.rx if rx is None else rx,
+            tx=before.tx if tx is None else tx,
+            flags=before.flags,
+        )
+        applied = self._hw_ioctl(dev, want)
+        try:
+            reply = self._hwts_request(
+                dev,
+                "hwtstamp-set",
+                hwtstamp_user=True,
+                hwtstamp_rx=applied.rx,
+                hwtstamp_tx=applied.tx,
+                hwtstamp_saved_rx=before.rx,
+                hwtstamp_saved_tx=before.tx,
+            )
+        except MgcapError:
+            with contextlib.suppress(MgcapError):
+                self._hw_ioctl(dev, before)
+            raise
+        return self._hw_state(reply, applied)
 
     def monitor(self) -> Iterator[Event]:
         kinds = {"dev-start-ntf": "start", "dev-stop-ntf": "stop", "dev-change-ntf": "change"}

@@ -1,14 +1,19 @@
 """Hardware timestamps end to end: hwtstamp-get/set against a driver (the test NIC mgts,
 tests/kmod/mgts, and qemu's e1000e when the VM has one), the stamps in the records and
-in tshark, the hw_stamped_packets counter, restore on stop / unload, and the errors."""
+in tshark, the hw_stamped_packets counter, restore on stop / unload, and the errors.
+
+mgts legacy=1 (and every driver on 6.1) has only ndo_eth_ioctl: the module never calls
+it, mgctl does SIOC[GS]HWTSTAMP itself (hwtstamp-user in the spec)."""
 
 import ctypes
 import errno
 import fcntl
+import json
 import os
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -74,6 +79,9 @@ class Mgts:
     def next_index(self) -> int:
         return int((MGTS_PARAMS / "ts_next").read_text())
 
+    def eth_ioctl_calls(self) -> int:
+        return int((MGTS_PARAMS / "eth_ioctl_calls").read_text())
+
 
 @pytest.fixture
 def mgts() -> Iterator[Mgts]:
@@ -109,6 +117,19 @@ def hwts_ioctl(ifname: str, cmd: int, rx: int = 0, tx: int = 0) -> tuple[int, in
 
 def hwts(ifname: str) -> tuple[int, int]:
     return hwts_ioctl(ifname, SIOCGHWTSTAMP)
+
+
+def user_configured(ifname: str) -> bool:
+    """The module does not call this driver (hwtstamp-user): mgctl does the ioctl."""
+    with Mgcap() as m:
+        reply = m.nl.do("hwtstamp-get", ifname=ifname)
+    return bool(reply and reply.get("hwtstamp-user"))
+
+
+def unprivileged(code: str) -> subprocess.CompletedProcess[str]:
+    """Python code run as root of a new user namespace: no CAP_NET_ADMIN over the
+    initial netns (one process: a Python start-up costs seconds under TCG)."""
+    return sh(f"unshare --user --map-root-user {sys.executable} -c '{code}'", check=False)
 
 
 def wait_captured(mgcap: Module, ifname: str, count: int) -> None:
@@ -236,10 +257,12 @@ def test_software_stamps_when_off_and_mixed_counts(mgcap: Module, mgts: Mgts) ->
     assert (stats["captured_packets"], stats["hw_stamped_packets"]) == (17, 7)
 
 
-def test_restore_on_stop_then_save_again(mgcap: Module, mgts: Mgts) -> None:
-    """The configuration before mgcap's first change comes back when capture stops;
-    later changes after that are saved and restored anew."""
-    mgts.load()
+@pytest.mark.parametrize("legacy", [0, 1], ids=["ndo", "ioctl"])
+def test_restore_on_stop_then_save_again(mgcap: Module, mgts: Mgts, legacy: int) -> None:
+    """The configuration before mgcap's first change comes back when capture stops
+    (ioctl-only driver: put back by mgctl stop from the stop reply); later changes
+    after that are saved and restored anew."""
+    mgts.load(legacy=legacy)
     mgcap.load()
     # someone (ptp4l, say) configured the NIC before
     assert hwts_ioctl(DEV, SIOCSHWTSTAMP, RX_PTP_V2_EVENT, TX_ON) == (RX_PTP_V2_EVENT, TX_ON)
@@ -263,16 +286,31 @@ def test_restore_on_stop_then_save_again(mgcap: Module, mgts: Mgts) -> None:
     assert hwts(DEV) == (RX_ALL, TX_OFF)
 
 
-def test_restore_on_unload_and_forget_on_unregister(mgcap: Module, mgts: Mgts) -> None:
-    mgts.load(count=2)
+@pytest.mark.parametrize("legacy", [0, 1], ids=["ndo", "ioctl"])
+def test_restore_on_unload_and_forget_on_unregister(mgcap: Module, mgts: Mgts, legacy: int) -> None:
+    """Unload puts back what the module can; for an ioctl-only driver it cannot, and
+    logs one line per device with the command that does."""
+    mgts.load(count=2, legacy=legacy)
     mgcap.load()
+    user = user_configured(DEV)
     hwts_ioctl("mgts1", SIOCSHWTSTAMP, RX_PTP_V2_EVENT, TX_OFF)
     mgctl_json(f"hwtstamp set dev {DEV} rx all tx on")
     mgctl_json("hwtstamp set dev mgts1 rx all")
     assert run_mgctl("start dev mgts1").returncode == 0
+    sh("dmesg -C")
     mgcap.unload()
-    assert hwts(DEV) == (RX_NONE, TX_OFF)
-    assert hwts("mgts1") == (RX_PTP_V2_EVENT, TX_OFF)
+    log = sh("dmesg").stdout
+    if user:
+        assert hwts(DEV) == (RX_ALL, TX_ON)
+        assert hwts("mgts1") == (RX_ALL, TX_OFF)
+        for dev, rx in ((DEV, RX_NONE), ("mgts1", RX_PTP_V2_EVENT)):
+            line = f"run: hwstamp_ctl -i {dev} -r {rx} -t 0"
+            assert sum(line in x for x in log.splitlines()) == 1, log
+        hwts_ioctl(DEV, SIOCSHWTSTAMP, RX_NONE, TX_OFF)
+    else:
+        assert hwts(DEV) == (RX_NONE, TX_OFF)
+        assert hwts("mgts1") == (RX_PTP_V2_EVENT, TX_OFF)
+        assert "hwstamp_ctl" not in log
     # a device that goes away is forgotten: unloading mgcap later touches nothing
     mgcap.load()
     mgctl_json(f"hwtstamp set dev {DEV} rx all")
@@ -280,7 +318,7 @@ def test_restore_on_unload_and_forget_on_unregister(mgcap: Module, mgts: Mgts) -
     mgts.unload()  # unregisters mgts0 (capturing) and mgts1
     assert not Path("/dev/mgcap/mgts0").exists()
     mgcap.unload()
-    mgts.load()
+    mgts.load(legacy=legacy)
     assert hwts(DEV) == (RX_NONE, TX_OFF)
 
 
@@ -308,8 +346,8 @@ def test_devices_that_cannot_stamp(mgcap: Module, veth: VethPair, dummy: str) ->
 
 
 def test_unprivileged_user_namespace_refused(mgcap: Module, mgts: Mgts) -> None:
-    """root of a new user namespace has no CAP_NET_ADMIN over the initial netns: set is
-    refused (GENL_UNS_ADMIN_PERM), get is open to everyone."""
+    """root of a new user namespace has no CAP_NET_ADMIN over the initial netns: set and
+    get are refused (GENL_UNS_ADMIN_PERM; get may reach a driver)."""
     mgts.load()
     mgcap.load()
     p = mgctl(f"hwtstamp set dev {DEV} rx all", pre="unshare --user --map-root-user ")
@@ -318,8 +356,18 @@ def test_unprivileged_user_namespace_refused(mgcap: Module, mgts: Mgts) -> None:
         f"Error: {DEV}: Operation not permitted (changes need CAP_NET_ADMIN: run as root).\n"
     )
     assert hwts(DEV) == (RX_NONE, TX_OFF)
-    p = mgctl(f"-j hwtstamp show dev {DEV}", pre="unshare --user --map-root-user ")
-    assert p.returncode == 0 and '"rx": "none"' in p.stdout
+    p = unprivileged(
+        "from mgctl.api import Mgcap\n"
+        "with Mgcap() as m:\n"
+        "    try:\n"
+        f'        m.hwtstamp_get("{DEV}")\n'
+        "    except Exception as e:\n"
+        "        print(e.code, e.message)\n"
+    )
+    assert (p.returncode, p.stdout) == (
+        0,
+        f"{errno.EPERM} {DEV}: Operation not permitted (changes need CAP_NET_ADMIN: run as root)\n",
+    ), p.stderr
 
 
 def e1000e_devices() -> list[str]:
@@ -374,3 +422,42 @@ def test_e1000e_takes_the_configuration_and_restore(
     assert hwts(dev) == before
     with capsys.disabled():
         print(f"\ne1000e {dev}: captured, hw-stamped = {stamped}")
+
+
+def test_netdev_stamps_are_read_through_the_driver(mgcap: Module, mgts: Mgts) -> None:
+    """A driver that leaves a pointer for ndo_get_tstamp (SKBTX_HW_TSTAMP_NETDEV, as igc):
+    each record carries the NIC's stamp, never the pointer."""
+    mgts.load(netdev_tstamp=1)
+    mgcap.load()
+    n = 9
+    assert run_mgctl(f"start dev {DEV}").returncode == 0
+    assert mgctl_json(f"hwtstamp set dev {DEV} rx all")["rx"] == "all"
+    mgts.sequence()
+    send_frames(DEV, n)
+    wait_captured(mgcap, DEV, n)
+    assert mgts.next_index() == n
+    recs = list(iter_records(read_raw(DEV)))
+    assert sorted(r.timestamp_ns for r in recs) == [BASE_NS + i * STEP_NS for i in range(n)]
+    assert mgcap.stat(DEV, "hw_stamped_packets") == n
+
+
+def test_dev_get_of_a_legacy_device_never_calls_the_driver(mgcap: Module, mgts: Mgts) -> None:
+    """dev-get (do and dump) of a capturing ioctl-only device by an unprivileged process
+    reports what was last applied through mgcap and does not call ndo_eth_ioctl."""
+    mgts.load(legacy=1)
+    mgcap.load()
+    assert run_mgctl(f"start dev {DEV}").returncode == 0
+    assert mgctl_json(f"hwtstamp set dev {DEV} rx ptp")["rx"] == "ptp-v2-event"
+    calls = mgts.eth_ioctl_calls()
+    p = unprivileged(
+        "import json\n"
+        "from mgctl.api import Mgcap\n"
+        "with Mgcap() as m:\n"
+        f'    one = m.show("{DEV}").to_json()\n'
+        "    every = [s.to_json() for s in m.captures()]\n"
+        'print(json.dumps([one.get("hwtstamp"), [s.get("hwtstamp") for s in every]]))\n'
+    )
+    assert p.returncode == 0, p.stderr
+    want = {"rx": "ptp-v2-event", "tx": "off"}
+    assert json.loads(p.stdout) == [want, [want]]
+    assert mgts.eth_ioctl_calls() == calls

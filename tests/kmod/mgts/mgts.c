@@ -22,6 +22,12 @@
  * other filter (some, PTP v1, NTP) widened to all, the way drivers widen to
  * what their hardware can do.  Once any filter is on, every received frame
  * is stamped (as with rx all).  No transmit stamps are delivered.
+ *
+ * With netdev_tstamp=1 a stamp is stored the way igc stores its own: the
+ * frame carries SKBTX_HW_TSTAMP_NETDEV and skb_hwtstamps()->netdev_data
+ * points at the stamp, kept at the start of the frame's buffer, which
+ * ndo_get_tstamp() reads; a reader that takes hwtstamp as is gets the
+ * pointer.  eth_ioctl_calls counts the calls of ndo_eth_ioctl.
  */
 #include <linux/etherdevice.h>
 #include <linux/ethtool.h>
@@ -39,6 +45,25 @@ static bool legacy;
 module_param(legacy, bool, 0444);
 MODULE_PARM_DESC(legacy,
 		 "Configure timestamping through ndo_eth_ioctl even where ndo_hwtstamp_get/set exist");
+
+static bool netdev_tstamp;
+module_param(netdev_tstamp, bool, 0444);
+MODULE_PARM_DESC(netdev_tstamp,
+		 "Leave a pointer for ndo_get_tstamp in the frames instead of the stamp (as igc)");
+
+static atomic_t mgts_eth_ioctl_calls = ATOMIC_INIT(0);
+
+static int mgts_calls_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%d\n", atomic_read(&mgts_eth_ioctl_calls));
+}
+
+static const struct kernel_param_ops mgts_calls_ops = {
+	.get = mgts_calls_get,
+};
+
+module_param_cb(eth_ioctl_calls, &mgts_calls_ops, NULL, 0444);
+MODULE_PARM_DESC(eth_ioctl_calls, "Calls of ndo_eth_ioctl so far (read only)");
 
 static unsigned long long ts_base_ns = 1700000000ULL * NSEC_PER_SEC;
 module_param(ts_base_ns, ullong, 0644);
@@ -130,6 +155,7 @@ static int mgts_eth_ioctl(struct net_device *dev, struct ifreq *ifr, int cmd)
 	struct hwtstamp_config cfg;
 	int err;
 
+	atomic_inc(&mgts_eth_ioctl_calls);
 	switch (cmd) {
 	case SIOCGHWTSTAMP:
 		memset(&cfg, 0, sizeof(cfg));
@@ -176,6 +202,34 @@ static int mgts_hwtstamp_set(struct net_device *dev,
 }
 #endif
 
+/* netdev_tstamp: the stamp is at the start of the buffer, as put by mgts_stamp() */
+static ktime_t mgts_get_tstamp(struct net_device *dev,
+			       const struct skb_shared_hwtstamps *hwtstamps,
+			       bool cycles)
+{
+	ktime_t stamp;
+
+	memcpy(&stamp, hwtstamps->netdev_data, sizeof(stamp));
+	return stamp;
+}
+
+/* store the stamp as the driver does, or false if the frame has no room */
+static bool mgts_stamp(struct sk_buff *skb, ktime_t stamp)
+{
+	if (!netdev_tstamp) {
+		skb_hwtstamps(skb)->hwtstamp = stamp;
+		return true;
+	}
+	/* the stamp goes before the frame, at skb->head, as igc's before its data */
+	if (skb_headroom(skb) < sizeof(stamp) &&
+	    pskb_expand_head(skb, sizeof(stamp), 0, GFP_ATOMIC))
+		return false;
+	memcpy(skb->head, &stamp, sizeof(stamp));
+	skb_hwtstamps(skb)->netdev_data = skb->head;
+	skb_shinfo(skb)->tx_flags |= SKBTX_HW_TSTAMP_NETDEV;
+	return true;
+}
+
 /* the frame comes back as a received one, stamped if the filter is on */
 static netdev_tx_t mgts_xmit(struct sk_buff *skb, struct net_device *dev)
 {
@@ -196,13 +250,16 @@ static netdev_tx_t mgts_xmit(struct sk_buff *skb, struct net_device *dev)
 	DEV_STATS_INC(dev, tx_packets);
 	DEV_STATS_ADD(dev, tx_bytes, len);
 
-	skb->protocol = eth_type_trans(skb, dev);
 	if (READ_ONCE(priv->rx_filter) != HWTSTAMP_FILTER_NONE) {
 		n = atomic64_fetch_inc(&mgts_next);
-		skb_hwtstamps(skb)->hwtstamp =
-			ns_to_ktime(READ_ONCE(ts_base_ns) +
-				    n * READ_ONCE(ts_step_ns));
+		if (!mgts_stamp(skb, ns_to_ktime(READ_ONCE(ts_base_ns) +
+						 n * READ_ONCE(ts_step_ns)))) {
+			DEV_STATS_INC(dev, rx_dropped);
+			kfree_skb(skb);
+			return NETDEV_TX_OK;
+		}
 	}
+	skb->protocol = eth_type_trans(skb, dev);
 	if (netif_rx(skb) == NET_RX_SUCCESS) {
 		DEV_STATS_INC(dev, rx_packets);
 		DEV_STATS_ADD(dev, rx_bytes, len);
@@ -241,6 +298,7 @@ static const struct ethtool_ops mgts_ethtool_ops = {
 static const struct net_device_ops mgts_legacy_ops = {
 	.ndo_start_xmit = mgts_xmit,
 	.ndo_eth_ioctl = mgts_eth_ioctl,
+	.ndo_get_tstamp = mgts_get_tstamp,
 	.ndo_set_mac_address = eth_mac_addr,
 	.ndo_validate_addr = eth_validate_addr,
 };
@@ -250,6 +308,7 @@ static const struct net_device_ops mgts_ops = {
 	.ndo_start_xmit = mgts_xmit,
 	.ndo_hwtstamp_get = mgts_hwtstamp_get,
 	.ndo_hwtstamp_set = mgts_hwtstamp_set,
+	.ndo_get_tstamp = mgts_get_tstamp,
 	.ndo_set_mac_address = eth_mac_addr,
 	.ndo_validate_addr = eth_validate_addr,
 };
