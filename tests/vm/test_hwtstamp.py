@@ -188,21 +188,27 @@ def test_set_get_widening_and_errors(mgcap: Module, mgts: Mgts, legacy: int) -> 
         assert e.value.code == errno.EINVAL
 
 
-@pytest.mark.parametrize("legacy", [0, 1], ids=["ndo", "ioctl"])
-def test_hw_stamps_are_the_nics_sequence(
-    mgcap: Module, mgts: Mgts, legacy: int, tmp_path: Path
-) -> None:
-    """rx all: every record carries the NIC's stamp, exactly, down to the nanosecond in
-    tshark; hw_stamped_packets counts them in sysfs, netlink and the ioctl."""
-    mgts.load(legacy=legacy)
+def capture_stamped(mgcap: Module, mgts: Mgts, n: int, **params: object) -> None:
+    """mgts loaded with params, capturing with rx all; n frames sent with the stamp
+    sequence and captured."""
+    mgts.load(**params)
     mgcap.load()
-    n = 25
     assert run_mgctl(f"start dev {DEV}").returncode == 0
     assert mgctl_json(f"hwtstamp set dev {DEV} rx all")["rx"] == "all"
     mgts.sequence()
     send_frames(DEV, n)
     wait_captured(mgcap, DEV, n)
     assert mgts.next_index() == n
+
+
+@pytest.mark.parametrize("legacy", [0, 1], ids=["ndo", "ioctl"])
+def test_hw_stamps_are_the_nics_sequence(
+    mgcap: Module, mgts: Mgts, legacy: int, tmp_path: Path
+) -> None:
+    """rx all: every record carries the NIC's stamp, exactly, down to the nanosecond in
+    tshark; hw_stamped_packets counts them in sysfs, netlink and the ioctl."""
+    n = 25
+    capture_stamped(mgcap, mgts, n, legacy=legacy)
 
     out = tmp_path / "hw.pcapng"
     sh(f"python -m mgctl.rawdump {DEV} {out} --count {n}", timeout=600)
@@ -427,15 +433,8 @@ def test_e1000e_takes_the_configuration_and_restore(
 def test_netdev_stamps_are_read_through_the_driver(mgcap: Module, mgts: Mgts) -> None:
     """A driver that leaves a pointer for ndo_get_tstamp (SKBTX_HW_TSTAMP_NETDEV, as igc):
     each record carries the NIC's stamp, never the pointer."""
-    mgts.load(netdev_tstamp=1)
-    mgcap.load()
     n = 9
-    assert run_mgctl(f"start dev {DEV}").returncode == 0
-    assert mgctl_json(f"hwtstamp set dev {DEV} rx all")["rx"] == "all"
-    mgts.sequence()
-    send_frames(DEV, n)
-    wait_captured(mgcap, DEV, n)
-    assert mgts.next_index() == n
+    capture_stamped(mgcap, mgts, n, netdev_tstamp=1)
     recs = list(iter_records(read_raw(DEV)))
     assert sorted(r.timestamp_ns for r in recs) == [BASE_NS + i * STEP_NS for i in range(n)]
     assert mgcap.stat(DEV, "hw_stamped_packets") == n

@@ -3,11 +3,11 @@ messages (no pyroute2), compared with netlink-spec/mgcap.yaml."""
 
 import socket
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 from mgctl import spec
 from tests.vm.conftest import Module
+from tests.vm.rawgenl import attrs
 
 NETLINK_GENERIC = 16
 GENL_ID_CTRL = 0x10
@@ -28,16 +28,6 @@ NL_ATTR_TYPE = {"flag": 1, "u8": 2, "u16": 3, "u32": 4, "u64": 5, "binary": 10, 
 TYPE_MAX = {"u8": 0xFF, "u16": 0xFFFF, "u32": 0xFFFFFFFF, "u64": 0xFFFFFFFFFFFFFFFF}
 # every change, and hwtstamp-get (it may reach a driver)
 ADMIN_ONLY = {"dev-start", "dev-stop", "dev-set", "hwtstamp-get", "hwtstamp-set"}
-
-
-def attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
-    off = 0
-    while off + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, off)
-        if length < 4:
-            return
-        yield kind & 0x3FFF, data[off + 4 : off + length]
-        off += (length + 3) & ~3
 
 
 def u(b: bytes) -> int:
