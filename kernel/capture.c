@@ -284,6 +284,17 @@ void mgcap_capture_names(struct mgcap_capture *cap, char *ifname,
 	spin_unlock(&cap->name_lock);
 }
 
+/* every reader of a capture that has stopped (or never started) */
+static void mgcap_capture_wake_all(struct mgcap_capture *cap)
+{
+	unsigned int cpu;
+
+	for (cpu = 0; cpu < cap->nr_rings; cpu++)
+		if (cap->rings[cpu])
+			wake_up_interruptible_all(&cap->rings[cpu]->wq);
+	wake_up_interruptible_all(&cap->wq_any);
+}
+
 /*
  * Attach a capture from mgcap_capture_alloc() to dev.  On success the
  * capture list owns cap and cap owns flt (may be NULL); on failure the
@@ -344,6 +355,9 @@ err_cpuhp:
 	cpuhp_state_remove_instance_nocalls(mgcap_cpuhp_state, &cap->cpuhp_node);
 err_chardev:
 	mgcap_chardev_del(cap);
+	/* a file opened meanwhile reads nothing and gets EOF, not a wait */
+	smp_store_release(&cap->stopped, true);
+	mgcap_capture_wake_all(cap);
 	return err;
 }
 
@@ -428,10 +442,7 @@ void mgcap_capture_stop(struct mgcap_capture *cap)
 	 * with smp_load_acquire() in mgcap_read() and mgcap_poll()
 	 */
 	smp_store_release(&cap->stopped, true);
-	for (cpu = 0; cpu < cap->nr_rings; cpu++)
-		if (cap->rings[cpu])
-			wake_up_interruptible_all(&cap->rings[cpu]->wq);
-	wake_up_interruptible_all(&cap->wq_any);
+	mgcap_capture_wake_all(cap);
 
 	list_del(&cap->list);
 	mgcap_generation++;
