@@ -50,6 +50,9 @@ def guest_command(kernel: str, out: Path, command: str, first: bool) -> str:
         "MGCAP_BUILD": str(BUILD / kernel),
         "MGCAP_OUT": str(out),
         "PYTHONDONTWRITEBYTECODE": "1",
+        # the venv's mgctl/mgdump scripts import this checkout, not the one the
+        # venv was installed from (a second worktree shares the venv)
+        "PYTHONPATH": str(ROOT),
         "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
     }
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
