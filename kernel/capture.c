@@ -218,7 +218,7 @@ struct mgcap_capture *mgcap_capture_alloc(u32 mode, u32 snaplen, u32 ring_size,
 		return ERR_PTR(-EINVAL);
 	}
 	if (snaplen < MGCAP_SNAPLEN_MIN || snaplen > MGCAP_SNAPLEN_MAX) {
-		NL_SET_ERR_MSG_MOD(extack, "snaplen out of range (1 to 65535)");
+		NL_SET_ERR_MSG_MOD(extack, "snaplen out of range (1 to 262144)");
 		return ERR_PTR(-ERANGE);
 	}
 	err = mgcap_validate_ring_size(ring_size, snaplen, extack);
@@ -402,7 +402,7 @@ int mgcap_capture_set(struct mgcap_capture *cap, u32 mode, u32 snaplen,
 	}
 	if (snaplen) {
 		if (snaplen > MGCAP_SNAPLEN_MAX) {
-			NL_SET_ERR_MSG_MOD(extack, "snaplen out of range (1 to 65535)");
+			NL_SET_ERR_MSG_MOD(extack, "snaplen out of range (1 to 262144)");
 			return -ERANGE;
 		}
 		err = mgcap_validate_ring_size(cap->ring_size, snaplen, extack);

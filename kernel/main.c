@@ -21,7 +21,7 @@ MODULE_PARM_DESC(mode, "Default capture mode: mirror or drop (default mirror)");
 
 static unsigned int snaplen = MGCAP_SNAPLEN_DEFAULT;
 module_param(snaplen, uint, 0444);
-MODULE_PARM_DESC(snaplen, "Default snapshot length in bytes, 1-65535 (default 96)");
+MODULE_PARM_DESC(snaplen, "Default snapshot length in bytes, 1-262144 (default 96)");
 
 static unsigned int ring_size = MGCAP_RING_SIZE_DEFAULT;
 module_param(ring_size, uint, 0444);
@@ -137,7 +137,7 @@ static int __init mgcap_init(void)
 		return -EINVAL;
 	}
 	if (snaplen < MGCAP_SNAPLEN_MIN || snaplen > MGCAP_SNAPLEN_MAX) {
-		pr_err("mgcap: snaplen=%u: out of range (1 to 65535)\n", snaplen);
+		pr_err("mgcap: snaplen=%u: out of range (1 to 262144)\n", snaplen);
 		return -EINVAL;
 	}
 	err = mgcap_validate_ring_size(ring_size, snaplen, &extack);

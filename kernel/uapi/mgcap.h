@@ -96,7 +96,7 @@
 #define MGCAP_EPB_TRAILER_LEN	4	/* trailing block_len */
 #define MGCAP_SNAPLEN_DEFAULT	96
 #define MGCAP_SNAPLEN_MIN	1
-#define MGCAP_SNAPLEN_MAX	65535
+#define MGCAP_SNAPLEN_MAX	262144	/* tcpdump's MAXIMUM_SNAPLEN: "the whole frame" */
 
 /* bytes taken by a record carrying caplen bytes of frame */
 #define MGCAP_RECORD_LEN(caplen) \

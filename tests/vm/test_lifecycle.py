@@ -28,7 +28,7 @@ def dmesg_tail(n: int = 5) -> str:
         ({"ring_size": 1 << 15}, "ring size out of range"),
         ({"ring_size": 1 << 16, "snaplen": 65535}, "ring size must hold two records"),
         ({"snaplen": 0}, "snaplen=0: out of range"),
-        ({"snaplen": 65536}, "snaplen=65536: out of range"),
+        ({"snaplen": 262145}, "snaplen=262145: out of range"),
         ({"mode": "sideways"}, "mode=sideways: must be mirror or drop"),
         ({"ifname": "nosuchdev0"}, "ifname=nosuchdev0: no such device"),
     ],

@@ -116,7 +116,7 @@ ERRORS = [
         1,
         "Error: mgcap: ring size must hold two records of the snaplen.",
     ),
-    ("start dev lo snaplen 70000", 2, "Error: snaplen 70000 out of range (1 to 65535)"),
+    ("start dev lo snaplen 270000", 2, "Error: snaplen 270000 out of range (1 to 262144)"),
     ("start dev lo mode fast", 2, 'Error: mode "fast" is not one of drop, mirror'),
     ("start", 2, 'Error: "dev" is required; usage: mgctl start dev IF [mode drop|mirror] '
      "[snaplen N] [ring-size N] [filter EXPR]"),
