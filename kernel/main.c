@@ -198,3 +198,4 @@ module_exit(mgcap_exit);
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("mgcap: per-CPU ring packet capture through an rx_handler");
 MODULE_AUTHOR("mgcap developers");
+MODULE_VERSION(MGCAP_VERSION);

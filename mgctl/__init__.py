@@ -1,3 +1,5 @@
 """mgcap user space: the record format, the character device reader, mgctl and mgdump."""
 
-__version__ = "0.1.0"
+from mgctl.version import version
+
+__version__: str = version()
