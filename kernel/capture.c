@@ -343,6 +343,7 @@ int mgcap_capture_start(struct net_device *dev, struct mgcap_capture *cap,
 	netdev_hold(dev, &cap->dev_tracker, GFP_KERNEL);
 	cap->dev = dev;
 	list_add_tail(&cap->list, &mgcap_captures);
+	mgcap_owner_add(cap);
 	mgcap_generation++;
 	netdev_info(dev, "mgcap: capturing, mode %s, snaplen %u, ring %u bytes x %u CPUs%s\n",
 		    cap->mode == MGCAP_MODE_DROP ? "drop" : "mirror",
@@ -445,6 +446,7 @@ void mgcap_capture_stop(struct mgcap_capture *cap)
 	mgcap_capture_wake_all(cap);
 
 	list_del(&cap->list);
+	mgcap_owner_del(cap);
 	mgcap_generation++;
 	mgcap_chardev_del(cap);
 	/* the timestamp configuration the device had before mgcap changed it */

@@ -158,9 +158,12 @@ static int __init mgcap_init(void)
 	err = register_netdevice_notifier(&mgcap_netdev_notifier);
 	if (err)
 		goto err_cpuhp;
-	err = mgcap_start_param_devices();
+	err = mgcap_owner_init();
 	if (err)
 		goto err_notifier;
+	err = mgcap_start_param_devices();
+	if (err)
+		goto err_owner;
 	/* last: no request can come in before everything else is ready */
 	err = mgcap_nl_init();
 	if (err)
@@ -169,6 +172,8 @@ static int __init mgcap_init(void)
 
 err_stop:
 	mgcap_stop_all(false);
+err_owner:
+	mgcap_owner_exit();
 err_notifier:
 	unregister_netdevice_notifier(&mgcap_netdev_notifier);
 err_cpuhp:
@@ -181,6 +186,7 @@ err_chardev:
 static void __exit mgcap_exit(void)
 {
 	mgcap_stop_all(true);
+	mgcap_owner_exit();
 	mgcap_nl_exit();
 	/* no request runs any more: put back what hwtstamp-set changed */
 	rtnl_lock();

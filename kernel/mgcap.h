@@ -88,6 +88,13 @@ struct mgcap_capture {
 	int ifindex;
 	u32 link_type;
 	bool limited;			/* started without init-ns CAP_NET_ADMIN */
+	/* the netlink socket the capture is tied to (socket-owner): port id
+	 * (0: none) and netns, compared only; set before the start
+	 */
+	u32 owner_portid;
+	const struct net *owner_net;
+	struct list_head owned_node;	/* in owner.c's list, while capturing */
+	bool owner_gone;		/* that socket was released */
 	/* written under RTNL and name_lock (rename), read under either */
 	spinlock_t name_lock;
 	char ifname[IFNAMSIZ];
@@ -190,6 +197,12 @@ void mgcap_filter_free(struct mgcap_filter *flt);
 bool mgcap_filter_swap(struct mgcap_capture *cap, struct mgcap_filter *flt);
 unsigned int mgcap_filter_run(const struct mgcap_filter *flt,
 			      struct sk_buff *skb, int mac_off);
+
+/* owner.c */
+int mgcap_owner_init(void);
+void mgcap_owner_exit(void);
+void mgcap_owner_add(struct mgcap_capture *cap);
+void mgcap_owner_del(struct mgcap_capture *cap);
 
 /* sysfs.c */
 extern const struct attribute_group *mgcap_dev_groups[];

@@ -48,9 +48,10 @@ static const struct nla_policy mgcap_dev_select_policy[MGCAP_A_DEV_IFNAME + 1] =
 	[MGCAP_A_DEV_FILTER_EXPR] = { .type = NLA_NUL_STRING,		\
 				      .len = MGCAP_FILTER_EXPR_MAX }
 
-static const struct nla_policy mgcap_dev_start_policy[MGCAP_A_DEV_FILTER_EXPR + 1] = {
+static const struct nla_policy mgcap_dev_start_policy[MGCAP_A_DEV_SOCKET_OWNER + 1] = {
 	MGCAP_POLICY_DEV_SELECT,
 	MGCAP_POLICY_FILTER,
+	[MGCAP_A_DEV_SOCKET_OWNER] = { .type = NLA_FLAG },
 	[MGCAP_A_DEV_MODE] = NLA_POLICY_RANGE(NLA_U32, MGCAP_MODE_DROP,
 					      MGCAP_MODE_MIRROR),
 	[MGCAP_A_DEV_SNAPLEN] = NLA_POLICY_FULL_RANGE(NLA_U32,
@@ -160,6 +161,7 @@ static size_t mgcap_nl_dev_size(void)
 	       2 * nla_total_size(sizeof(u32)) +	/* .. link-type nr-rings */
 	       2 * nla_total_size(sizeof(u32)) +	/* hwtstamp-rx, -tx */
 	       2 * nla_total_size(sizeof(u32)) +	/* hwtstamp-saved-* */
+	       nla_total_size(sizeof(u32)) +		/* owner-portid */
 	       nla_total_size(sizeof(u8)) +		/* capturing */
 	       nla_total_size(IFNAMSIZ) +		/* ifname */
 	       nla_total_size(MGCAP_CHARDEV_NAME_MAX) +	/* chardev */
@@ -227,7 +229,9 @@ static int mgcap_nl_fill_dev(struct sk_buff *skb, int ifindex,
 	    nla_put_u32(skb, MGCAP_A_DEV_RING_SIZE, cap->ring_size) ||
 	    nla_put_u32(skb, MGCAP_A_DEV_NR_RINGS, cap->nr_rings) ||
 	    nla_put_u32(skb, MGCAP_A_DEV_LINK_TYPE, cap->link_type) ||
-	    nla_put_string(skb, MGCAP_A_DEV_CHARDEV, cap->chardev_name))
+	    nla_put_string(skb, MGCAP_A_DEV_CHARDEV, cap->chardev_name) ||
+	    (cap->owner_portid &&
+	     nla_put_u32(skb, MGCAP_A_DEV_OWNER_PORTID, cap->owner_portid)))
 		goto cancel;
 	flt = rcu_dereference_rtnl(cap->filter);
 	if (flt &&
@@ -484,6 +488,11 @@ static int mgcap_nl_dev_start_doit(struct sk_buff *skb, struct genl_info *info)
 		err = PTR_ERR(cap);
 		cap = NULL;
 		goto out_free;
+	}
+	/* tied to the requesting socket: owner.c stops it when that closes */
+	if (nla_get_flag(tb[MGCAP_A_DEV_SOCKET_OWNER])) {
+		cap->owner_portid = info->snd_portid;
+		cap->owner_net = genl_info_net(info);
 	}
 
 	rtnl_lock();

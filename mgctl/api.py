@@ -78,6 +78,8 @@ class DevState:
     # the capture filter: its expression ("" if it came without one) and program
     filter: str | None = None
     filter_program: bytes | None = None
+    # the netlink port id of the socket the capture is tied to (None: not tied)
+    owner_portid: int | None = None
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -109,6 +111,8 @@ class DevState:
                 link_type=self.link_type,
                 chardev=self.chardev,
             )
+            if self.owner_portid is not None:
+                out["owner_portid"] = self.owner_portid
             if self.hwtstamp_rx is not None:
                 out["hwtstamp"] = {"rx": self.hwtstamp_rx, "tx": self.hwtstamp_tx}
             out["filter"] = (
@@ -191,6 +195,7 @@ def to_state(fam: spec.Family, d: dict[str, Any]) -> DevState:
         hwtstamp_tx=_enum_name(fam, "hwtstamp-tx", d.get("hwtstamp-tx")),
         filter=str(d.get("filter-expr", "")) if "filter" in d else None,
         filter_program=bytes(d["filter"]) if "filter" in d else None,
+        owner_portid=d.get("owner-portid"),
     )
 
 
@@ -276,11 +281,14 @@ class Mgcap:
         ring_size: int | None = None,
         idempotent: bool = False,
         filter: str | None = None,
+        owned: bool = False,
     ) -> Result:
         """Start capture. idempotent: a device that already captures is brought to the
         requested mode, snaplen and filter (changed says whether that changed anything).
         filter: a tcpdump expression (bpf.FilterError if libpcap refuses it; nothing
-        is sent to the kernel then)."""
+        is sent to the kernel then). owned: the capture is tied to this object's netlink
+        socket and stops when it is closed (close(), or the process ends, even by
+        SIGKILL); otherwise it runs until stop()."""
         prog = self.compile(dev, filter, snaplen) if filter else None
         if idempotent:
             cur = self.show(dev)
@@ -299,6 +307,7 @@ class Mgcap:
             ring_size=ring_size,
             filter=prog.pack() if prog else None,
             filter_expr=prog.expr if prog else None,
+            socket_owner=True if owned else None,
         )
         assert state is not None
         return Result(True, state)

@@ -41,6 +41,8 @@ def _settings_text(s: DevState) -> str:
         text += f" hwtstamp rx {s.hwtstamp_rx} tx {s.hwtstamp_tx}"
     if s.filter_program is not None:
         text += f' filter "{s.filter}"' if s.filter else f" filter ({s.filter_insns} insns)"
+    if s.owner_portid is not None:
+        text += f" owner portid {s.owner_portid}"
     return text
 
 

@@ -161,6 +161,8 @@ class Session:
                 snaplen=o.snaplen,
                 ring_size=o.ring_size,
                 filter=o.filter or None,
+                # stops with mgdump's netlink socket, even if mgdump is killed
+                owned=True,
             ).state
         else:
             for what, want, have in (
