@@ -7,6 +7,7 @@
  * character device holds one.  Start and stop run under RTNL.
  */
 #include <linux/cpuhotplug.h>
+#include <linux/if_arp.h>
 #include <linux/log2.h>
 #include <linux/mm.h>
 #include <linux/proc_ns.h>
@@ -158,6 +159,33 @@ static u64 mgcap_rings_bytes(u32 ring_size)
 	return ((u64)ring_size + 2 * PAGE_SIZE) * num_possible_cpus();
 }
 
+/*
+ * The device types whose frames a capture file can describe, as the records
+ * hold them (mgctl/pcapng.py has the same list, mapped to PCAP-NG link
+ * types): an Ethernet header first, or no link-layer header at all, IPv4 or
+ * IPv6 from the first byte (LINKTYPE_RAW; see mgcap_rx_handler()).  Types
+ * with other headers (CAN frames in host byte order, InfiniBand's pseudo
+ * header, netlink monitors, 802.11, ...) are refused rather than mislabelled.
+ */
+static bool mgcap_link_type_ok(const struct net_device *dev)
+{
+	switch (dev->type) {
+	case ARPHRD_ETHER:
+	case ARPHRD_LOOPBACK:
+		return true;
+	case ARPHRD_NONE:	/* tun, wireguard */
+	case ARPHRD_RAWIP:
+	case ARPHRD_PPP:
+	case ARPHRD_TUNNEL:	/* ipip */
+	case ARPHRD_TUNNEL6:	/* ip6tnl */
+	case ARPHRD_SIT:
+	case ARPHRD_IPGRE:
+	case ARPHRD_IP6GRE:
+		return true;
+	}
+	return false;
+}
+
 int mgcap_capture_check(struct net_device *dev, u32 ring_size, bool limited,
 			struct netlink_ext_ack *extack)
 {
@@ -166,6 +194,11 @@ int mgcap_capture_check(struct net_device *dev, u32 ring_size, bool limited,
 	struct mgcap_capture *cap;
 
 	ASSERT_RTNL();
+	if (!mgcap_link_type_ok(dev)) {
+		NL_SET_ERR_MSG_MOD(extack,
+				   "the device's link type is not supported: no capture file link type describes its frames");
+		return -EOPNOTSUPP;
+	}
 	if (mgcap_capture_of(dev)) {
 		NL_SET_ERR_MSG_MOD(extack, "device is already capturing");
 		return -EEXIST;
@@ -314,6 +347,7 @@ int mgcap_capture_start(struct net_device *dev, struct mgcap_capture *cap,
 	cap->limited = limited;
 	cap->ifindex = dev->ifindex;
 	cap->link_type = dev->type;
+	cap->link_header = dev_has_header(dev);
 	cap->net = dev_net(dev);
 	cap->netns_inum = cap->net->ns.inum;
 	mgcap_capture_set_names(cap, dev->name);

@@ -123,13 +123,21 @@ static void mgcap_maybe_wake(struct mgcap_ring *ring, u64 used, u32 reclen)
 		mgcap_ring_wake(ring);
 }
 
+/*
+ * A record starts at the device's link-layer header.  A device without one
+ * (no header_ops->create: tun, ipip, sit, gre, ppp) has its network header
+ * first, at skb->data, as AF_PACKET hands it out: the skb's mac header may
+ * still point at the outer Ethernet header of a decapsulated packet, which
+ * this device never received.
+ */
 rx_handler_result_t mgcap_rx_handler(struct sk_buff **pskb)
 {
 	struct sk_buff *skb = *pskb;
 	struct mgcap_capture *cap = rcu_dereference(skb->dev->rx_handler_data);
 	struct mgcap_ring *ring = cap->rings[smp_processor_id()];
 	struct mgcap_producer_page *pp = ring->prod;
-	int mac_off = skb_mac_header_was_set(skb) ? skb_mac_offset(skb) : 0;
+	int mac_off = cap->link_header && skb_mac_header_was_set(skb) ?
+		      skb_mac_offset(skb) : 0;
 	bool vlan = skb_vlan_tag_present(skb);
 	u32 origlen = skb->len - mac_off + (vlan ? VLAN_HLEN : 0);
 	u32 caplen = min(origlen, READ_ONCE(cap->snaplen));

@@ -87,6 +87,9 @@ struct mgcap_capture {
 
 	int ifindex;
 	u32 link_type;
+	bool link_header;		/* records start at the link-layer header,
+					 * else at skb->data (the network header)
+					 */
 	bool limited;			/* started without init-ns CAP_NET_ADMIN */
 	/* the netlink socket the capture is tied to (socket-owner): port id
 	 * (0: none) and netns, compared only; set before the start

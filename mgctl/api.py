@@ -482,9 +482,12 @@ def default_snaplen() -> int:
 
 
 def link_type_of(dev: str) -> int:
-    """The LINKTYPE_* of dev's frames, from its ARPHRD_* type in sysfs."""
+    """The LINKTYPE_* of dev's frames, from its ARPHRD_* type in sysfs, for compiling
+    a filter before a start. Ethernet for a device that is not there, and for a type
+    mgcap cannot describe: the kernel refuses to start such a capture, with its
+    message, so a program compiled for it is never installed."""
     try:
         arphrd = int(Path(f"/sys/class/net/{dev}/type").read_text())
+        return pcapng.link_type_of(arphrd)
     except (OSError, ValueError):
         return pcapng.LINKTYPE_ETHERNET
-    return pcapng.link_type_of(arphrd)

@@ -55,12 +55,35 @@ LINKTYPE_RAW = 101
 # if_filter: the first byte says what follows; 0 is a libpcap filter string
 IF_FILTER_LIBPCAP = 0
 
-# ARPHRD_* of the capturing device -> LINKTYPE_* of its frames
+# ARPHRD_* of the capturing device -> LINKTYPE_* of its records, as libpcap's
+# map_arphrd_to_dlt() has them for a capture without cooked headers. The kernel
+# starts capture on these types only (mgcap_link_type_ok() in kernel/capture.c)
+# and refuses the others: a record begins at the Ethernet header, or, on a
+# device without a link-layer header, at the IPv4/IPv6 header (raw IP).
 _ARPHRD_TO_LINKTYPE = {
     1: LINKTYPE_ETHERNET,  # ARPHRD_ETHER
     772: LINKTYPE_ETHERNET,  # ARPHRD_LOOPBACK: lo carries Ethernet headers
-    0xFFFE: LINKTYPE_RAW,  # ARPHRD_NONE (tun, wireguard): IP, no link header
+    0xFFFE: LINKTYPE_RAW,  # ARPHRD_NONE (tun, wireguard)
+    519: LINKTYPE_RAW,  # ARPHRD_RAWIP (rmnet, qmi_wwan)
+    512: LINKTYPE_RAW,  # ARPHRD_PPP: the PPP header is gone at receive
+    768: LINKTYPE_RAW,  # ARPHRD_TUNNEL (ipip)
+    769: LINKTYPE_RAW,  # ARPHRD_TUNNEL6 (ip6tnl)
+    776: LINKTYPE_RAW,  # ARPHRD_SIT
+    778: LINKTYPE_RAW,  # ARPHRD_IPGRE (with a broadcast address: outer IP + GRE first)
+    823: LINKTYPE_RAW,  # ARPHRD_IP6GRE (likewise)
 }
+
+
+class UnknownLinkType(ValueError):
+    """A device type whose frames no PCAP-NG link type describes (mgcap refuses it)."""
+
+    def __init__(self, arphrd: int) -> None:
+        super().__init__(
+            f"link type ARPHRD {arphrd} is not supported: no capture file link type "
+            "describes its frames"
+        )
+        self.arphrd = arphrd
+
 
 Option = Struct(
     "code" / Int16un,
@@ -95,8 +118,13 @@ Timestamp = Struct("high" / Int32un, "low" / Int32un)
 
 
 def link_type_of(arphrd: int) -> int:
-    """The PCAP-NG link type of frames captured on a device of type arphrd."""
-    return _ARPHRD_TO_LINKTYPE.get(arphrd, LINKTYPE_ETHERNET)
+    """The PCAP-NG link type of frames captured on a device of type arphrd.
+    UnknownLinkType for a type the kernel refuses to capture (so never for a
+    device that captures)."""
+    try:
+        return _ARPHRD_TO_LINKTYPE[arphrd]
+    except KeyError:
+        raise UnknownLinkType(arphrd) from None
 
 
 def encode_options(options: Sequence[tuple[int, bytes]]) -> bytes:
