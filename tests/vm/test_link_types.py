@@ -61,6 +61,7 @@ def udp6(src: str, dst: str, port: int, payload: bytes) -> bytes:
 def tun() -> Iterator[tuple[str, int]]:
     """A tun device in IFF_TUN mode (ARPHRD_NONE), up, and the fd that feeds it."""
     name = "mgtun0"
+    sh("modprobe tun")  # its node, /dev/net/tun, appears with the module
     fd = os.open("/dev/net/tun", os.O_RDWR)
     fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
     sh(f"ip addr add 10.79.0.1/24 dev {name}")
