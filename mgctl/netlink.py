@@ -8,7 +8,7 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +80,24 @@ def socket_drops(sock: socket.socket) -> int:
     could not queue to a full receive buffer."""
     raw = sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4 * (SK_MEMINFO_DROPS + 1))
     return int(struct.unpack_from("=I", raw, 4 * SK_MEMINFO_DROPS)[0])
+
+
+def subscribe(
+    family: str, msg_class: type, groups: Iterable[str], rcvbuf: int | None = None
+) -> socket.socket:
+    """A new generic-netlink socket that joined the family's multicast groups (by name,
+    with pyroute2's add_membership), blocking, with a receive buffer of rcvbuf bytes
+    (default 1 MiB, within net.core.rmem_max)."""
+    with GenericNetlinkSocket() as sock:
+        sock.bind(family, msg_class)
+        for group in groups:
+            sock.add_membership(group)
+        # the same socket, outliving pyroute2's object, blocking (its asyncio endpoint
+        # made it non-blocking)
+        raw = socket.socket(fileno=os.dup(sock.fileno()))
+    raw.setblocking(True)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf or 1 << 20)
+    return raw
 
 
 def datagrams(sock: socket.socket) -> Iterator[bytes | Overrun]:
@@ -190,15 +208,7 @@ class MgcapNetlink:
         useless; a plain recv() returns the error once and the next read goes on.
         """
         by_value = {o.value: o.name for o in self.family.operations.values() if o.notify}
-        with GenericNetlinkSocket() as sock:
-            sock.bind(self.family.name, self.msg_class)
-            for group in self.family.mcast_groups:
-                sock.add_membership(group)
-            # the same socket, blocking (pyroute2's endpoint left it non-blocking)
-            raw = socket.socket(fileno=os.dup(sock.fileno()))
-        with raw:
-            raw.setblocking(True)
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf or 1 << 20)
+        with subscribe(self.family.name, self.msg_class, self.family.mcast_groups, rcvbuf) as raw:
             for data in datagrams(raw):
                 if isinstance(data, Overrun):
                     yield data

@@ -7,14 +7,17 @@ import contextlib
 import socket
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from pyroute2.netlink import ctrlmsg
 
 from mgctl import netlink
 
 NETLINK_USERSOCK = 2
 GROUP = 29  # an unused group of the user-socket protocol
 SENT = 200
+NLCTRL_NOTIFY = 16  # GENL_ID_CTRL's notify group: always the first id
 
 
 def send(tx: socket.socket, number: int) -> None:
@@ -66,3 +69,16 @@ def test_lost_messages_counted_exactly_and_reading_goes_on(
     item = next(reader)
     assert not isinstance(item, netlink.Overrun)
     assert int.from_bytes(item[16:20], "little") == SENT
+
+
+def test_subscribe_joins_with_pyroute2() -> None:
+    """The monitor's socket set-up (pyroute2's bind and add_membership), here on the
+    kernel's own nlctrl family and its "notify" group: the socket is a member, as
+    /proc/net/netlink shows, blocking, with the buffer asked for."""
+    with netlink.subscribe("nlctrl", ctrlmsg, ["notify"], rcvbuf=65536) as s:
+        port = s.getsockname()[0]
+        rows = [line.split() for line in Path("/proc/net/netlink").read_text().splitlines()[1:]]
+        groups = [int(r[3], 16) for r in rows if int(r[1]) == 16 and int(r[2]) == port]
+        assert groups == [1 << (NLCTRL_NOTIFY - 1)]
+        assert s.getblocking()
+        assert s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * 65536
