@@ -223,6 +223,7 @@ def start(ctx: typer.Context) -> None:
     cls=KeywordCommand,
     context_settings=KEYWORDS,
     help="Stop capture. Stopping a device that does not capture changes nothing.",
+    short_help="Stop capture.",
 )
 def stop(ctx: typer.Context) -> None:
     kw = keywords(ctx, {"dev": grammar.ifname}, required=("dev",))
@@ -230,7 +231,21 @@ def stop(ctx: typer.Context) -> None:
         _run(lambda: m.stop(kw["dev"], idempotent=True), style_of(ctx))
 
 
-@app.command("set", cls=KeywordCommand, context_settings=KEYWORDS, help="Change a capture live.")
+@app.command(
+    "set",
+    cls=KeywordCommand,
+    context_settings=KEYWORDS,
+    short_help="Change a capture live.",
+    help="""Change a capture live.
+
+\b
+  dev IF          the device ("dev" may be left out)
+  mode            mirror passes each frame on, drop consumes it
+  snaplen N       bytes kept of each frame (0: the whole frame)
+  filter EXPR     a new capture filter in tcpdump's syntax; none: no filter
+
+Keywords may be shortened to a unique prefix.""",
+)
 def set_(ctx: typer.Context) -> None:
     kw = keywords(
         ctx,
@@ -274,6 +289,7 @@ def _run(action: Callable[[], Result], style: Style) -> None:
     cls=KeywordCommand,
     context_settings=KEYWORDS,
     help="Show the capturing devices, or one device; -s adds counters, -s -s per CPU.",
+    short_help="Show captures.",
 )
 def show(ctx: typer.Context) -> None:
     kw = keywords(ctx, {"dev": grammar.ifname})
@@ -290,6 +306,7 @@ def show(ctx: typer.Context) -> None:
     cls=KeywordCommand,
     context_settings=KEYWORDS,
     help="Print one line per start, change and stop, until interrupted.",
+    short_help="Print starts, changes and stops.",
 )
 def monitor(ctx: typer.Context) -> None:
     keywords(ctx, {})
