@@ -322,7 +322,13 @@ class Mgcap:
         what a start with these arguments would set."""
         params = module_parameters()
         want_filter = f'filter "{expr}"' if expr else "no filter"
-        have_filter = f'filter "{cur.filter}"' if cur.filter_program is not None else "no filter"
+        have_filter = (
+            "no filter"
+            if cur.filter_program is None
+            else f'filter "{cur.filter}"'
+            if cur.filter
+            else f"a filter of {cur.filter_insns} insns"
+        )
         wrong = [
             f"{what} {have}, not {want}"
             for what, want, have in (
