@@ -42,7 +42,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from mgctl import filter as bpf
 from mgctl import hwtsioctl, pcapng, spec, uapi
-from mgctl.netlink import FamilyMissing, MgcapNetlink
+from mgctl.netlink import FamilyMissing, MgcapNetlink, Overrun
 
 # the counters, named as in the data path's uapi (and in JSON output)
 STAT_KEYS = uapi.STAT_FIELDS
@@ -164,6 +164,14 @@ class Event:
     state: DevState
 
 
+@dataclass(frozen=True)
+class Lost:
+    """Notifications lost before monitor() read them: the socket's receive buffer was
+    full (ENOBUFS). count: how many the kernel dropped since the last report."""
+
+    count: int
+
+
 def _stats(d: dict[str, Any]) -> dict[str, int]:
     return {k: int(d.get(k.replace("_", "-"), 0)) for k in STAT_KEYS}
 
@@ -283,8 +291,10 @@ class Mgcap:
         filter: str | None = None,
         owned: bool = False,
     ) -> Result:
-        """Start capture. idempotent: a device that already captures is brought to the
-        requested mode, snaplen and filter (changed says whether that changed anything).
+        """Start capture. idempotent: a device that already captures exactly what this
+        start would create (the given settings, the module's defaults for the others,
+        the same filter program) is no error: Result(changed=False). A device that
+        captures with other settings is an error either way (EEXIST).
         filter: a tcpdump expression (bpf.FilterError if libpcap refuses it; nothing
         is sent to the kernel then). owned: the capture is tied to this object's netlink
         socket and stops when it is closed (close(), or the process ends, even by
@@ -293,12 +303,8 @@ class Mgcap:
         if idempotent:
             cur = self.show(dev)
             if cur.capturing:
-                if ring_size is not None and ring_size != cur.ring_size:
-                    raise MgcapError(
-                        f"{dev} already captures with ring size {cur.ring_size}; stop it first",
-                        errno.EEXIST,
-                    )
-                return self.set(dev, mode=mode, snaplen=snaplen, filter=filter, allow_noop=True)
+                self._same_capture(cur, mode, snaplen, ring_size, filter, prog)
+                return Result(False, cur)
         state = self._do(
             "dev-start",
             ifname=dev,
@@ -311,6 +317,45 @@ class Mgcap:
         )
         assert state is not None
         return Result(True, state)
+
+    def _same_capture(
+        self,
+        cur: DevState,
+        mode: str | None,
+        snaplen: int | None,
+        ring_size: int | None,
+        expr: str | None,
+        prog: bpf.Program | None,
+    ) -> None:
+        """MgcapError (EEXIST) naming each setting of the running capture that is not
+        what a start with these arguments would set."""
+        params = module_parameters()
+        want_filter = f'filter "{expr}"' if expr else "no filter"
+        have_filter = (
+            "no filter"
+            if cur.filter_program is None
+            else f'filter "{cur.filter}"'
+            if cur.filter
+            else f"a filter of {cur.filter_insns} insns"
+        )
+        wrong = [
+            f"{what} {have}, not {want}"
+            for what, want, have in (
+                ("mode", mode or params.get("mode", "mirror"), cur.mode),
+                ("snaplen", snaplen or default_snaplen(), cur.snaplen),
+                ("ring-size", ring_size or params.get("ring_size"), cur.ring_size),
+            )
+            if want is not None and str(want) != str(have)
+        ]
+        if (prog.pack() if prog else None) != cur.filter_program:
+            wrong.append(f"{have_filter}, not {want_filter}")
+        if wrong:
+            # the ring size cannot change while capturing; the rest can
+            ring = any(w.startswith("ring-size") for w in wrong)
+            how = "stop it first" if ring else "change it with mgctl set or stop it first"
+            raise MgcapError(
+                f"{cur.ifname} already captures with {'; '.join(wrong)}; {how}", errno.EEXIST
+            )
 
     def stop(self, dev: str, idempotent: bool = False) -> Result:
         """Stop capture. For a device the module cannot configure itself, the stop
@@ -467,10 +512,32 @@ class Mgcap:
             raise
         return self._hw_state(reply, applied)
 
-    def monitor(self) -> Iterator[Event]:
+    def monitor(self, rcvbuf: int | None = None) -> Iterator[Event | Lost]:
+        """Every start, change and stop in this network namespace, as it happens; a
+        Lost when notifications were dropped because they came faster than they were
+        read (then it goes on). rcvbuf: the socket's receive buffer in bytes."""
         kinds = {"dev-start-ntf": "start", "dev-stop-ntf": "stop", "dev-change-ntf": "change"}
-        for op, d in self.nl.monitor():
-            yield Event(kinds.get(op, op), to_state(self.family, d))
+        for item in self.nl.monitor(rcvbuf):
+            if isinstance(item, Overrun):
+                yield Lost(item.dropped)
+            else:
+                op, d = item
+                yield Event(kinds.get(op, op), to_state(self.family, d))
+
+
+def module_parameters() -> dict[str, str | int]:
+    """The loaded module's defaults: mode, snaplen and ring_size (those it can read)."""
+    out: dict[str, str | int] = {}
+    for name in ("mode", "snaplen", "ring_size"):
+        try:
+            text = Path(f"/sys/module/mgcap/parameters/{name}").read_text().strip()
+        except OSError:
+            continue
+        if name != "mode":
+            out[name] = int(text)
+        elif text in ("mirror", "drop"):  # "(null)" when not given at load
+            out[name] = text
+    return out
 
 
 def default_snaplen() -> int:

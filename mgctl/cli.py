@@ -1,33 +1,50 @@
 """mgctl: iproute2-style control of mgcap capture.
 
 \b
-    mgctl start dev IF [mode drop|mirror] [snaplen N] [ring-size N] [filter EXPR]
-    mgctl stop dev IF
-    mgctl set dev IF [mode drop|mirror] [snaplen N] [filter EXPR|none]
-    mgctl show [dev IF]
+    mgctl start [dev] IF [mode drop|mirror] [snaplen N] [ring-size N] [filter EXPR]
+    mgctl stop [dev] IF
+    mgctl set [dev] IF [mode drop|mirror] [snaplen N] [filter EXPR|none]
+    mgctl show [[dev] IF]
     mgctl monitor
-    mgctl hwtstamp show dev IF
-    mgctl hwtstamp set dev IF [rx none|all|ptp|FILTER] [tx off|on]
+    mgctl hwtstamp show [dev] IF
+    mgctl hwtstamp set [dev] IF [rx none|all|ptp|FILTER] [tx off|on]
+    mgctl help [COMMAND]
 
 Options before the command: -j (JSON), -p (pretty JSON), -s (statistics; -s -s per
-CPU). Commands match by unique prefix in a fixed order (show, start, stop, set,
-monitor, hwtstamp, help), like ip. Exit status: 0 done, 1 refused by the kernel
-(or module missing, no permission), 2 usage error.
+CPU), -V (version). Commands match by unique prefix in a fixed order (show, start,
+stop, set, monitor, hwtstamp, help), keywords by unique prefix, like ip; `snaplen 0`
+is the whole frame. Exit status: 0 done, 1 refused by the kernel (or module
+missing, no permission), 2 usage error.
 """
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
-from mgctl import output, spec
-from mgctl.api import RX_ALIASES, Mgcap, MgcapError, Result, link_type_of
+from mgctl import __version__, grammar, output, spec
+from mgctl.api import RX_ALIASES, Lost, Mgcap, MgcapError, Result, link_type_of
 from mgctl.filter import FilterError, compile_filter
+from mgctl.grammar import HelpRequested
+from mgctl.grammar import Usage as Usage  # tests and callers catch cli.Usage
 from mgctl.output import Style
 
 COMMAND_ORDER = ("show", "start", "stop", "set", "monitor", "hwtstamp", "help")
 KEYWORDS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+# the grammar of each command, as its --help, `help` and usage errors print it
+USAGES = {
+    "start": "mgctl start [dev] IF [mode drop|mirror] [snaplen N] [ring-size N] [filter EXPR]",
+    "stop": "mgctl stop [dev] IF",
+    "set": "mgctl set [dev] IF [mode drop|mirror] [snaplen N] [filter EXPR|none]",
+    "show": "mgctl [-s [-s]] [-j [-p]] show [[dev] IF]",
+    "monitor": "mgctl [-j] monitor",
+    "hwtstamp show": "mgctl hwtstamp show [dev] IF",
+    "hwtstamp set": "mgctl hwtstamp set [dev] IF [rx none|all|ptp|FILTER] [tx off|on]",
+    "help": "mgctl help [COMMAND]",
+}
 
 
 class PrefixGroup(TyperGroup):
@@ -47,6 +64,23 @@ class PrefixGroup(TyperGroup):
         return sorted(names, key=lambda n: COMMAND_ORDER.index(n) if n in COMMAND_ORDER else 99)
 
 
+def _usage_of(ctx: Any) -> str:
+    """The grammar of the context's command, by its full name (not the prefix typed)."""
+    names = []
+    while ctx.parent is not None:
+        names.append(ctx.command.name)
+        ctx = ctx.parent
+    return USAGES.get(" ".join(reversed(names)), "")
+
+
+class KeywordCommand(TyperCommand):
+    """A command whose arguments are keywords: its usage is its grammar."""
+
+    def format_usage(self, ctx: Any, formatter: Any) -> None:
+        # whole, never wrapped: it is the grammar
+        formatter.write(f"Usage: {_usage_of(ctx) or ctx.command_path}\n")
+
+
 app = typer.Typer(
     cls=PrefixGroup,
     add_completion=False,
@@ -59,45 +93,17 @@ hwtstamp_app = typer.Typer(cls=PrefixGroup, no_args_is_help=True, rich_markup_mo
 app.add_typer(hwtstamp_app, name="hwtstamp", help="Hardware timestamping of a device.")
 
 
-class Usage(Exception):
-    """A usage error: one line on stderr, exit status 2."""
-
-
-def _int_in(name: str, attr_set: str = "dev") -> Callable[[str], int]:
-    checks = spec.family().attr(attr_set, name).checks
-
-    def conv(text: str) -> int:
-        try:
-            value = int(text, 0)
-        except ValueError:
-            raise Usage(f'{name} "{text}" is not a number') from None
-        lo, hi = checks.get("min"), checks.get("max")
-        if (lo is not None and value < int(lo)) or (hi is not None and value > int(hi)):
-            raise Usage(f"{name} {value} out of range ({lo} to {hi})")
-        return value
-
-    return conv
-
-
-def _choice(name: str, choices: list[str], aliases: dict[str, str] | None = None) -> Any:
-    def conv(text: str) -> str:
-        text = (aliases or {}).get(text, text)
-        if text not in choices:
-            raise Usage(f'{name} "{text}" is not one of {", ".join(choices)}')
-        return text
-
-    return conv
-
-
-def _ifname(text: str) -> str:
-    if not text or len(text) > 15 or "/" in text or text.strip() != text:
-        raise Usage(f'"{text}" is not a valid device name')
-    return text
-
-
-def _filter_expr(text: str) -> str:
-    """A tcpdump expression (one argument: quote it); "none" means no filter."""
-    return "" if text.strip() in ("", "none") else text
+def keywords(
+    ctx: typer.Context,
+    rules: grammar.Grammar,
+    required: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The command's arguments by its grammar; `help` among them prints its help."""
+    try:
+        return grammar.parse_keywords(ctx.args, rules, required, _usage_of(ctx))
+    except HelpRequested:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0) from None
 
 
 def _check_filter(kw: dict[str, Any]) -> None:
@@ -110,34 +116,6 @@ def _check_filter(kw: dict[str, Any]) -> None:
             compile_filter(expr, 0, link_type_of(kw["dev"]))
         except FilterError as e:
             raise Usage(f'filter "{e.expr}": {e.message}') from None
-
-
-def parse_keywords(
-    args: list[str],
-    grammar: dict[str, Callable[[str], Any]],
-    required: tuple[str, ...] = (),
-    usage: str = "",
-) -> dict[str, Any]:
-    """`key value` pairs, iproute2 style: keywords exact, each at most once."""
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        key = args[i]
-        if key == "help":
-            typer.echo(f"Usage: {usage}")
-            raise typer.Exit(0)
-        if key not in grammar:
-            raise Usage(f'unknown argument "{key}"; usage: {usage}')
-        if i + 1 >= len(args):
-            raise Usage(f'"{key}" needs a value; usage: {usage}')
-        if key in out:
-            raise Usage(f'"{key}" given twice')
-        out[key] = grammar[key](args[i + 1])
-        i += 2
-    for key in required:
-        if key not in out:
-            raise Usage(f'"{key}" is required; usage: {usage}')
-    return out
 
 
 def fail(err: MgcapError) -> NoReturn:
@@ -158,12 +136,38 @@ def style_of(ctx: typer.Context) -> Style:
     return obj if isinstance(obj, Style) else Style()
 
 
+def version_text() -> str:
+    """mgctl's version, and the loaded module's if it tells one."""
+    lines = [f"mgctl version {__version__}"]
+    try:
+        loaded = Path("/sys/module/mgcap/version").read_text().strip()
+    except OSError:
+        loaded = ""
+    if loaded:
+        lines.append(f"mgcap module version {loaded}")
+    return "\n".join(lines)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit(0)
+
+
 @app.callback()
 def options(
     ctx: typer.Context,
     json_: bool = typer.Option(False, "-j", "--json", help="JSON output."),
     pretty: bool = typer.Option(False, "-p", "--pretty", help="Indent JSON output."),
     stats: int = typer.Option(0, "-s", "--stats", count=True, help="Counters; twice: per CPU."),
+    version: bool = typer.Option(
+        False,
+        "-V",
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Print the version of mgctl and of the loaded module.",
+    ),
 ) -> None:
     ctx.obj = Style(json=json_, pretty=pretty, stats=stats)
 
@@ -172,25 +176,35 @@ def _modes() -> list[str]:
     return list(spec.family().enums["mode"])
 
 
-START_USAGE = "mgctl start dev IF [mode drop|mirror] [snaplen N] [ring-size N] [filter EXPR]"
+@app.command(
+    cls=KeywordCommand,
+    context_settings=KEYWORDS,
+    help="""Start capture.
 
+\b
+  dev IF          the device ("dev" may be left out)
+  mode            mirror (default) passes each frame on, drop consumes it
+  snaplen N       bytes kept of each frame (default 96; 0: the whole frame)
+  ring-size N     bytes of ring per CPU, a power of two (default 4 MiB)
+  filter EXPR     a capture filter in tcpdump's syntax, one argument
 
-@app.command(context_settings=KEYWORDS, help=f"Start capture. {START_USAGE}")
+Keywords may be shortened to a unique prefix. Starting a capture that runs with the
+same settings changes nothing; one that runs with other settings is an error
+(change it with set, or stop it first).""",
+)
 def start(ctx: typer.Context) -> None:
-    kw = parse_keywords(
-        ctx.args,
+    kw = keywords(
+        ctx,
         {
-            "dev": _ifname,
-            "mode": _choice("mode", _modes()),
-            "snaplen": _int_in("snaplen"),
-            "ring-size": _int_in("ring-size"),
-            "filter": _filter_expr,
+            "dev": grammar.ifname,
+            "mode": grammar.choice("mode", _modes()),
+            "snaplen": grammar.snaplen,
+            "ring-size": grammar.int_in("ring-size"),
+            "filter": grammar.filter_expr,
         },
         required=("dev",),
-        usage=START_USAGE,
     )
     _check_filter(kw)
-    style = style_of(ctx)
     with connect() as m:
         _run(
             lambda: m.start(
@@ -198,42 +212,53 @@ def start(ctx: typer.Context) -> None:
                 mode=kw.get("mode"),
                 snaplen=kw.get("snaplen"),
                 ring_size=kw.get("ring-size"),
-                idempotent=style.json,
+                idempotent=True,
                 filter=kw.get("filter") or None,
             ),
-            style,
+            style_of(ctx),
         )
 
 
-STOP_USAGE = "mgctl stop dev IF"
-
-
-@app.command(context_settings=KEYWORDS, help=f"Stop capture. {STOP_USAGE}")
+@app.command(
+    cls=KeywordCommand,
+    context_settings=KEYWORDS,
+    help="Stop capture. Stopping a device that does not capture changes nothing.",
+    short_help="Stop capture.",
+)
 def stop(ctx: typer.Context) -> None:
-    kw = parse_keywords(ctx.args, {"dev": _ifname}, required=("dev",), usage=STOP_USAGE)
-    style = style_of(ctx)
+    kw = keywords(ctx, {"dev": grammar.ifname}, required=("dev",))
     with connect() as m:
-        _run(lambda: m.stop(kw["dev"], idempotent=style.json), style)
+        _run(lambda: m.stop(kw["dev"], idempotent=True), style_of(ctx))
 
 
-SET_USAGE = "mgctl set dev IF [mode drop|mirror] [snaplen N] [filter EXPR|none]"
+@app.command(
+    "set",
+    cls=KeywordCommand,
+    context_settings=KEYWORDS,
+    short_help="Change a capture live.",
+    help="""Change a capture live.
 
+\b
+  dev IF          the device ("dev" may be left out)
+  mode            mirror passes each frame on, drop consumes it
+  snaplen N       bytes kept of each frame (0: the whole frame)
+  filter EXPR     a new capture filter in tcpdump's syntax; none: no filter
 
-@app.command("set", context_settings=KEYWORDS, help=f"Change a capture live. {SET_USAGE}")
+Keywords may be shortened to a unique prefix.""",
+)
 def set_(ctx: typer.Context) -> None:
-    kw = parse_keywords(
-        ctx.args,
+    kw = keywords(
+        ctx,
         {
-            "dev": _ifname,
-            "mode": _choice("mode", _modes()),
-            "snaplen": _int_in("snaplen"),
-            "filter": _filter_expr,
+            "dev": grammar.ifname,
+            "mode": grammar.choice("mode", _modes()),
+            "snaplen": grammar.snaplen,
+            "filter": grammar.filter_expr,
         },
         required=("dev",),
-        usage=SET_USAGE,
     )
     if not kw.keys() & {"mode", "snaplen", "filter"}:
-        raise Usage(f"nothing to set; usage: {SET_USAGE}")
+        raise Usage(f"nothing to set; usage: {USAGES['set']}")
     _check_filter(kw)
     expr = kw.get("filter")
     with connect() as m:
@@ -260,12 +285,14 @@ def _run(action: Callable[[], Result], style: Style) -> None:
     output.change(result, style)
 
 
-SHOW_USAGE = "mgctl [-s [-s]] [-j [-p]] show [dev IF]"
-
-
-@app.command(context_settings=KEYWORDS, help=f"Show captures. {SHOW_USAGE}")
+@app.command(
+    cls=KeywordCommand,
+    context_settings=KEYWORDS,
+    help="Show the capturing devices, or one device; -s adds counters, -s -s per CPU.",
+    short_help="Show captures.",
+)
 def show(ctx: typer.Context) -> None:
-    kw = parse_keywords(ctx.args, {"dev": _ifname}, usage=SHOW_USAGE)
+    kw = keywords(ctx, {"dev": grammar.ifname})
     style = style_of(ctx)
     with connect() as m:
         try:
@@ -275,50 +302,74 @@ def show(ctx: typer.Context) -> None:
     output.show(states, style)
 
 
-@app.command(context_settings=KEYWORDS, help="Print one line per start, set and stop.")
+@app.command(
+    cls=KeywordCommand,
+    context_settings=KEYWORDS,
+    help="Print one line per start, change and stop, until interrupted.",
+    short_help="Print starts, changes and stops.",
+)
 def monitor(ctx: typer.Context) -> None:
-    parse_keywords(ctx.args, {}, usage="mgctl [-j] monitor")
+    keywords(ctx, {})
     style = style_of(ctx)
     with connect() as m:
         try:
             for ev in m.monitor():
-                output.event(ev, style)
+                if isinstance(ev, Lost):
+                    output.lost(ev)
+                else:
+                    output.event(ev, style)
         except KeyboardInterrupt:
             pass
         except MgcapError as e:
             fail(e)
 
 
-@app.command("help", help="This help.")
+def help_text(ctx: typer.Context, words: list[str]) -> str:
+    """The help of the command the words name (by prefix), the whole list without."""
+    cmd_ctx: Any = ctx.find_root()
+    for word in words:
+        group = cmd_ctx.command
+        sub = group.get_command(cmd_ctx, word) if isinstance(group, TyperGroup) else None
+        if sub is None:
+            raise Usage(f'unknown command "{word}"; usage: {USAGES["help"]}')
+        cmd_ctx = typer.Context(sub, parent=cmd_ctx, info_name=sub.name)
+    return str(cmd_ctx.get_help())
+
+
+@app.command("help", cls=KeywordCommand, context_settings=KEYWORDS, help="Help on a command.")
 def help_(ctx: typer.Context) -> None:
-    typer.echo(ctx.find_root().get_help())
+    typer.echo(help_text(ctx, ctx.args))
 
 
-HWT_SHOW_USAGE = "mgctl hwtstamp show dev IF"
-HWT_SET_USAGE = "mgctl hwtstamp set dev IF [rx none|all|ptp|FILTER] [tx off|on]"
+@hwtstamp_app.command("help", cls=KeywordCommand, context_settings=KEYWORDS, hidden=True)
+def hwtstamp_help(ctx: typer.Context) -> None:
+    typer.echo(help_text(ctx, ["hwtstamp", *ctx.args]))
 
 
 def hwtstamp_set_args(args: list[str]) -> dict[str, Any]:
     """dev, and rx and/or tx (rx "ptp" is ptp-v2-event)."""
     enums = spec.family().enums
-    kw = parse_keywords(
+    usage = USAGES["hwtstamp set"]
+    kw = grammar.parse_keywords(
         args,
         {
-            "dev": _ifname,
-            "rx": _choice("rx", list(enums["hwtstamp-rx"]), RX_ALIASES),
-            "tx": _choice("tx", list(enums["hwtstamp-tx"])),
+            "dev": grammar.ifname,
+            "rx": grammar.choice("rx", list(enums["hwtstamp-rx"]), RX_ALIASES),
+            "tx": grammar.choice("tx", list(enums["hwtstamp-tx"])),
         },
         required=("dev",),
-        usage=HWT_SET_USAGE,
+        usage=usage,
     )
     if "rx" not in kw and "tx" not in kw:
-        raise Usage(f"nothing to set; usage: {HWT_SET_USAGE}")
+        raise Usage(f"nothing to set; usage: {usage}")
     return kw
 
 
-@hwtstamp_app.command("show", context_settings=KEYWORDS, help=HWT_SHOW_USAGE)
+@hwtstamp_app.command(
+    "show", cls=KeywordCommand, context_settings=KEYWORDS, help="Show timestamping of a device."
+)
 def hwtstamp_show(ctx: typer.Context) -> None:
-    kw = parse_keywords(ctx.args, {"dev": _ifname}, required=("dev",), usage=HWT_SHOW_USAGE)
+    kw = keywords(ctx, {"dev": grammar.ifname}, required=("dev",))
     with connect() as m:
         try:
             state = m.hwtstamp_get(kw["dev"])
@@ -327,10 +378,18 @@ def hwtstamp_show(ctx: typer.Context) -> None:
     output.hwtstamp(state, style_of(ctx))
 
 
-@hwtstamp_app.command("set", context_settings=KEYWORDS, help=HWT_SET_USAGE)
+@hwtstamp_app.command(
+    "set",
+    cls=KeywordCommand,
+    context_settings=KEYWORDS,
+    help="Set timestamping; prints what the driver applied (it may widen the receive filter).",
+)
 def hwtstamp_set(ctx: typer.Context) -> None:
-    """Prints what the driver applied (it may widen the receive filter)."""
-    kw = hwtstamp_set_args(ctx.args)
+    try:
+        kw = hwtstamp_set_args(ctx.args)
+    except HelpRequested:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0) from None
     with connect() as m:
         try:
             state = m.hwtstamp_set(kw["dev"], kw.get("rx"), kw.get("tx"))

@@ -5,18 +5,17 @@ reaches the user (NetlinkError.args[1]).
 """
 
 import errno
+import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from pyroute2.netlink import (
-    NETLINK_ADD_MEMBERSHIP,
-    NETLINK_GENERIC,
     NLM_F_ACK,
     NLM_F_DUMP,
     NLM_F_REQUEST,
-    SOL_NETLINK,
     genlmsg,
     nla,
 )
@@ -62,6 +61,61 @@ def _nla_class(fam: spec.Family, set_name: str, base: type, built: dict[str, typ
 def message_class(fam: spec.Family, attr_set: str = "dev") -> type:
     """The genlmsg subclass of an attribute set, nested sets included."""
     return _nla_class(fam, attr_set, genlmsg, {})
+
+
+@dataclass(frozen=True)
+class Overrun:
+    """The kernel dropped notifications for a full receive buffer (ENOBUFS): dropped
+    is how many since the last report, from the socket's drop counter."""
+
+    dropped: int
+
+
+SO_MEMINFO = 55  # <asm-generic/socket.h>; Python's socket module lacks it
+SK_MEMINFO_DROPS = 8  # <linux/sock_diag.h>
+
+
+def socket_drops(sock: socket.socket) -> int:
+    """The socket's drop counter (SO_MEMINFO): netlink counts there every message it
+    could not queue to a full receive buffer."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4 * (SK_MEMINFO_DROPS + 1))
+    return int(struct.unpack_from("=I", raw, 4 * SK_MEMINFO_DROPS)[0])
+
+
+def subscribe(
+    family: str, msg_class: type, groups: Iterable[str], rcvbuf: int | None = None
+) -> socket.socket:
+    """A new generic-netlink socket that joined the family's multicast groups (by name,
+    with pyroute2's add_membership), blocking, with a receive buffer of rcvbuf bytes
+    (default 1 MiB, within net.core.rmem_max)."""
+    with GenericNetlinkSocket() as sock:
+        sock.bind(family, msg_class)
+        for group in groups:
+            sock.add_membership(group)
+        # the same socket, outliving pyroute2's object, blocking (its asyncio endpoint
+        # made it non-blocking)
+        raw = socket.socket(fileno=os.dup(sock.fileno()))
+    raw.setblocking(True)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf or 1 << 20)
+    return raw
+
+
+def datagrams(sock: socket.socket) -> Iterator[bytes | Overrun]:
+    """What a netlink socket receives, one datagram at a time, and an Overrun before
+    the next one whenever the socket's drop counter went up. The kernel reports a
+    full receive buffer once (ENOBUFS, skipped here) and may go on dropping until the
+    queue is read empty: the counter has them all."""
+    dropped = 0  # a new socket's count: every drop is the reader's loss
+    while True:
+        now = socket_drops(sock)
+        if now != dropped:
+            yield Overrun(now - dropped)
+            dropped = now
+        try:
+            yield sock.recv(1 << 16)
+        except OSError as e:
+            if e.errno != errno.ENOBUFS:
+                raise
 
 
 class FamilyMissing(OSError):
@@ -141,32 +195,41 @@ class MgcapNetlink:
         replies = self.sock.nlm_request(self._msg(op, {}), msg_type=self.sock.prid, msg_flags=flags)
         return [decode(self.family, "dev", r) for r in replies]
 
-    def monitor(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Notifications of the multicast groups as (operation name, decoded message).
+    def monitor(self, rcvbuf: int | None = None) -> Iterator[tuple[str, dict[str, Any]] | Overrun]:
+        """Notifications of the multicast groups as (operation name, decoded message),
+        and an Overrun where the kernel dropped some (then it goes on).
 
-        A plain netlink socket joins the groups whose ids the bound socket resolved;
-        its messages are decoded with the spec's classes.
+        A socket of its own, so that replies to requests and notifications never
+        mix, joins the groups with pyroute2's add_membership (the group ids come
+        from its CTRL_CMD_GETFAMILY). It is read with a plain recv() and not with
+        pyroute2's get(): pyroute2 (0.9) reads through an asyncio datagram endpoint
+        whose error_received() keeps the first error in the socket's status and
+        raises it from every later call, so after one ENOBUFS the socket would be
+        useless; a plain recv() returns the error once and the next read goes on.
         """
         by_value = {o.value: o.name for o in self.family.operations.values() if o.notify}
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            s.bind((0, 0))
-            for group in self.family.mcast_groups:
-                s.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, self.sock.mcast_groups[group])
-            while True:
-                data = s.recv(1 << 16)
-                off = 0
-                while off + 16 <= len(data):
-                    length, kind = struct.unpack_from("=IH", data, off)
-                    if length < 16:
-                        break
-                    if kind == self.sock.prid:
-                        msg = self.msg_class(data[off : off + length])
-                        msg.decode()
-                        name = by_value.get(msg["cmd"])
-                        if name:
-                            yield name, decode(self.family, "dev", msg)
-                    off += (length + 3) & ~3
+        with subscribe(self.family.name, self.msg_class, self.family.mcast_groups, rcvbuf) as raw:
+            for data in datagrams(raw):
+                if isinstance(data, Overrun):
+                    yield data
+                    continue
+                for msg in self._notifications(data):
+                    name = by_value.get(msg["cmd"])
+                    if name:
+                        yield name, decode(self.family, "dev", msg)
+
+    def _notifications(self, data: bytes) -> Iterator[Any]:
+        """The family's messages in one datagram, decoded with the spec's classes."""
+        off = 0
+        while off + 16 <= len(data):
+            length, kind = struct.unpack_from("=IH", data, off)
+            if length < 16:
+                break
+            if kind == self.sock.prid:
+                msg = self.msg_class(data[off : off + length])
+                msg.decode()
+                yield msg
+            off += (length + 3) & ~3
 
     def policy(self) -> Any:
         """The kernel's policy dump of the family (CTRL_CMD_GETPOLICY)."""

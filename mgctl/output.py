@@ -1,6 +1,9 @@
-"""How mgctl prints: one function per kind of output, each writing text, JSON or a
-rich table from the same fields (iproute2's habit: -j changes the form, never the
-content). Tables only on a terminal; plain text in a pipe.
+"""How mgctl prints: one function per kind of output, each writing text or JSON from
+the same fields (iproute2's habit: -j changes the form, never the content).
+
+The text is `ip -s link`'s kind: plain lines, the same on a terminal and in a pipe.
+Counters stand in columns as wide as their widest value or name, so nothing is ever
+cut; a line longer than the terminal wraps there.
 """
 
 import json
@@ -8,10 +11,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from mgctl.api import STAT_KEYS, DevState, Event, HwTstamp, Result
+from mgctl.api import DevState, Event, HwTstamp, Lost, Result
 
 
 @dataclass(frozen=True)
@@ -19,10 +19,6 @@ class Style:
     json: bool = False
     pretty: bool = False
     stats: int = 0
-
-    @property
-    def table(self) -> bool:
-        return not self.json and sys.stdout.isatty()
 
 
 def emit_json(obj: Any, style: Style) -> None:
@@ -46,63 +42,65 @@ def _settings_text(s: DevState) -> str:
     return text
 
 
-def _stats_text(stats: dict[str, int]) -> str:
-    return (
-        f"seen {stats['seen_packets']} packets {stats['seen_bytes']} bytes  "
-        f"captured {stats['captured_packets']} packets {stats['captured_bytes']} bytes  "
-        f"ring-full-drops {stats['ring_full_drops']}  consumed {stats['consumed_packets']}  "
-        f"copy-errors {stats['copy_errors']}  hw-stamped {stats['hw_stamped_packets']}  "
-        f"filtered {stats['filtered_packets']}"
-    )
+# the counters in two groups of columns, as `ip -s link` has RX and TX: what was seen
+# and where it went (seen = captured + filtered + ring-full-drops + copy-errors), then
+# what was captured
+STAT_GROUPS = (
+    (
+        "seen",
+        (
+            ("packets", "seen_packets"),
+            ("bytes", "seen_bytes"),
+            ("filtered", "filtered_packets"),
+            ("ring-full-drops", "ring_full_drops"),
+            ("copy-errors", "copy_errors"),
+        ),
+    ),
+    (
+        "captured",
+        (
+            ("packets", "captured_packets"),
+            ("bytes", "captured_bytes"),
+            ("hw-stamped", "hw_stamped_packets"),
+            ("consumed", "consumed_packets"),
+        ),
+    ),
+)
+
+
+def stats_lines(rows: list[tuple[str, dict[str, int]]]) -> list[str]:
+    """Each group's header, then one line per (label, counters) row: the totals
+    (label "") and, with -s -s, each ring ("cpu N")."""
+    label_w = max(len(title) + 1 for title, _ in STAT_GROUPS)
+    label_w = max(label_w, *(len(label) for label, _ in rows))
+    lines = []
+    for title, cols in STAT_GROUPS:
+        widths = [
+            max(len(name), *(len(str(st.get(key, 0))) for _, st in rows)) for name, key in cols
+        ]
+        head = "".join(f"  {name:>{w}}" for (name, _), w in zip(cols, widths, strict=True))
+        lines.append(f"    {title + ':':<{label_w}}{head}")
+        for label, st in rows:
+            cells = "".join(
+                f"  {st.get(key, 0):>{w}}" for (_, key), w in zip(cols, widths, strict=True)
+            )
+            lines.append(f"    {label:<{label_w}}{cells}")
+    return lines
 
 
 def show(states: list[DevState], style: Style) -> None:
     if style.json:
         emit_json([s.to_json(style.stats) for s in states], style)
         return
-    if style.table:
-        _show_table(states, style)
-        return
     for s in states:
         print(f"{s.ifindex}: {s.ifname}: {_settings_text(s)}")
         if style.stats >= 1 and s.stats:
-            print(f"    {_stats_text(s.stats)}")
-        if style.stats >= 2:
-            for c in s.cpu_stats:
-                print(f"    cpu {c['cpu']}: {_stats_text(c)}")
-
-
-def _show_table(states: list[DevState], style: Style) -> None:
-    t = Table(box=None, header_style="bold")
-    for col in ("ifindex", "ifname", "capturing", "mode", "snaplen", "ring size", "rings"):
-        t.add_column(col, justify="right" if col in ("ifindex", "snaplen", "ring size") else "left")
-    t.add_column("chardev")
-    t.add_column("filter")
-    stat_cols = STAT_KEYS if style.stats else ()
-    for k in stat_cols:
-        t.add_column(k.replace("_", " "), justify="right")
-    for s in states:
-        rows: list[tuple[DevState | None, dict[str, int]]] = [(s, s.stats)]
-        if style.stats >= 2:
-            rows += [(None, c) for c in s.cpu_stats]
-        for st, stats in rows:
-            if st is None:
-                cells = ["", f"  cpu {stats['cpu']}", "", "", "", "", "", "", ""]
-            else:
-                cells = [
-                    str(st.ifindex),
-                    st.ifname,
-                    "yes" if st.capturing else "no",
-                    st.mode or "",
-                    str(st.snaplen or ""),
-                    str(st.ring_size or ""),
-                    str(st.nr_rings or ""),
-                    st.chardev or "",
-                    st.filter or (f"({st.filter_insns} insns)" if st.filter_program else ""),
-                ]
-            cells += [str(stats.get(k, "")) for k in stat_cols]
-            t.add_row(*cells)
-    Console().print(t)
+            rows = [("", s.stats)]
+            if style.stats >= 2:
+                rows += [(f"cpu {c['cpu']}", c) for c in s.cpu_stats]
+            for line in stats_lines(rows):
+                print(line)
+    sys.stdout.flush()
 
 
 def change(result: Result, style: Style) -> None:
@@ -137,3 +135,10 @@ def hwtstamp(state: HwTstamp, style: Style) -> None:
         emit_json(state.to_json(), style)
     else:
         print(f"{state.ifname}: rx {state.rx} tx {state.tx}")
+
+
+def lost(ev: Lost) -> None:
+    """Notifications the kernel dropped: one line on stderr, in both forms (the events
+    that follow are printed as usual)."""
+    what = "events" if ev.count != 1 else "event"
+    print(f"mgctl: {ev.count} {what} lost (receive buffer overrun)", file=sys.stderr, flush=True)

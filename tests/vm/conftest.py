@@ -356,3 +356,17 @@ def run_mgctl(args: str, ns: str | None = None) -> CliResult:
     finally:
         sys.argv = argv
     return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def text_counters(text: str) -> dict[str, int]:
+    """The totals of `mgctl -s show dev IF`'s text: {"seen packets": N, "seen filtered":
+    N, "captured packets": N, ...} from each group's header line and the line below."""
+    from itertools import pairwise  # here: this helper is all of the file that needs it
+
+    out: dict[str, int] = {}
+    for head, values in pairwise(text.splitlines()):
+        group, *names = head.split() or [""]
+        if group in ("seen:", "captured:"):
+            nums = [int(v) for v in values.split()]
+            out.update((f"{group[:-1]} {n}", v) for n, v in zip(names, nums, strict=True))
+    return out

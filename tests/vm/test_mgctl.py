@@ -13,8 +13,11 @@ from typing import IO, Any
 
 import pytest
 
-from mgctl.api import Mgcap
+from mgctl import __version__ as mgctl_version
+from mgctl.api import Event, Lost, Mgcap
+from mgctl.uapi import SNAPLEN_MAX
 from tests.vm.conftest import (
+    CliResult,
     Module,
     Pktgen,
     VethPair,
@@ -24,6 +27,7 @@ from tests.vm.conftest import (
     read_records,
     run_mgctl,
     sh,
+    text_counters,
     traffic,
 )
 from tests.vm.test_veth import UdpSink
@@ -64,11 +68,16 @@ def test_start_show_stop(mgcap: Module) -> None:
     assert [c["cpu"] for c in s2["cpu_stats"]] == list(range(s2["nr_rings"]))
     listing = mgctl_json("show")
     assert [d["ifname"] for d in listing] == ["lo"]
-    text = run_mgctl("-s show")
-    assert text.stdout.startswith("1: lo: capturing mode mirror snaplen 96")
-    assert "captured 6 packets" in text.stdout
-    text2 = run_mgctl("-s -s show dev lo").stdout
-    assert "    cpu 0: seen" in text2 and "    cpu 1: seen" in text2
+    text = run_mgctl("-s show").stdout
+    assert text.startswith("1: lo: capturing mode mirror snaplen 96")
+    counters = text_counters(text)
+    assert counters["seen packets"] == counters["captured packets"] == 6
+    assert counters["seen bytes"] == counters["captured bytes"] == s["stats"]["seen_bytes"]
+    assert counters["seen ring-full-drops"] == counters["seen filtered"] == 0
+    text2 = run_mgctl("-s -s show lo").stdout.splitlines()
+    cpus = [line.split()[:3] for line in text2 if line.startswith("    cpu ")]
+    assert [c[:2] for c in cpus] == [["cpu", str(n)] for n in range(s2["nr_rings"])] * 2
+    assert sum(int(c[2]) for c in cpus) == 12  # seen, then captured: 6 each
     assert run_mgctl("sto dev lo").returncode == 0
     assert show("lo")["capturing"] is False
     assert not Path("/dev/mgcap/lo").exists()
@@ -92,39 +101,104 @@ def test_start_with_settings_and_set_live(mgcap: Module, dummy: str) -> None:
     assert Path(f"/sys/class/mgcap/{dummy}/mode").read_text() == "mirror\n"
 
 
-def test_json_mode_is_idempotent_for_ansible(mgcap: Module) -> None:
+def test_show_device_without_dev(mgcap: Module) -> None:
+    """`mgctl show lo` is `mgctl show dev lo`, as `ip link show lo` is; keywords and
+    values by unique prefix."""
     mgcap.load()
-    first = mgctl_json("start dev lo mode drop")
+    assert run_mgctl("st lo m d s 0") == CliResult(0, "", "")
+    for args in ("show lo", "sh d lo", "s lo"):
+        assert run_mgctl(f"-j {args}") == run_mgctl("-j show dev lo"), args
+        assert run_mgctl(args) == run_mgctl("show dev lo"), args
+    s = show("lo")
+    assert (s["mode"], s["snaplen"]) == ("drop", SNAPLEN_MAX)  # snaplen 0: the whole frame
+    text = run_mgctl("show lo").stdout
+    assert text.startswith(f"1: lo: capturing mode drop snaplen {SNAPLEN_MAX} ")
+    p = run_mgctl("show lo lo")
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr.startswith('Error: unknown argument "lo"; usage: mgctl')
+    assert run_mgctl("sto lo") == CliResult(0, "", "")
+
+
+def test_version(mgcap: Module) -> None:
+    """mgctl's version, then the loaded module's when it tells one (MODULE_VERSION)."""
+    p = run_mgctl("--version")
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout == f"mgctl version {mgctl_version}\n"
+    mgcap.load()
+    sysfs = Path("/sys/module/mgcap/version")
+    module = f"mgcap module version {sysfs.read_text().strip()}\n" if sysfs.exists() else ""
+    assert run_mgctl("-V") == CliResult(0, f"mgctl version {mgctl_version}\n{module}", "")
+
+
+def test_start_and_stop_mean_the_same_with_and_without_json(mgcap: Module) -> None:
+    """A start of the capture that runs changes nothing, a start of another is an error,
+    a stop of a device that does not capture changes nothing: -j changes the form."""
+    mgcap.load()
+    assert run_mgctl("start dev lo mode drop") == CliResult(0, "", "")
+    assert run_mgctl("start dev lo mode drop") == CliResult(0, "", "")
     again = mgctl_json("start dev lo mode drop")
-    assert first["changed"] is True and again["changed"] is False
-    switch = mgctl_json("start dev lo mode mirror")
-    assert switch["changed"] is True and switch["dev"]["mode"] == "mirror"
-    p = run_mgctl("-j start dev lo ring-size 65536")
-    assert p.returncode == 1
-    assert p.stderr == "Error: lo already captures with ring size 4194304; stop it first.\n"
-    assert mgctl_json("stop dev lo")["changed"] is True
+    assert again["changed"] is False and again["dev"]["mode"] == "drop"
+    refusals = [
+        ("mode mirror", "mode drop, not mirror; change it with mgctl set or stop it first"),
+        ("mode drop snaplen 0", f"snaplen 96, not {SNAPLEN_MAX}; change it with mgctl set or stop"),
+        ("mode drop filter udp", 'no filter, not filter "udp"; change it with mgctl set or stop'),
+        ("mode drop ring-size 65536", "ring-size 4194304, not 65536; stop it first."),
+        ("ring-size 65536", "mode drop, not mirror; ring-size 4194304, not 65536; stop it first."),
+    ]
+    for args, why in refusals:
+        for form in ("", "-j "):
+            p = run_mgctl(f"{form}start dev lo {args}")
+            assert (p.returncode, p.stdout) == (1, ""), (form, args)
+            assert p.stderr.startswith(f"Error: lo already captures with {why}"), p.stderr
+            assert p.stderr.endswith(".\n") and p.stderr.count("\n") == 1
+    assert show("lo")["mode"] == "drop" and show("lo")["filter"] is None
+    first = mgctl_json("stop dev lo")
+    assert first["changed"] is True and first["dev"]["capturing"] is False
+    assert run_mgctl("stop dev lo") == CliResult(0, "", "")
     assert mgctl_json("stop dev lo")["changed"] is False
+    # changed is true only when something changed
+    assert mgctl_json("start lo mode drop")["changed"] is True
+    assert mgctl_json("stop lo")["changed"] is True
+
+
+def test_identical_start_compares_with_the_module_defaults(mgcap: Module) -> None:
+    mgcap.load(mode="drop", snaplen=200, ring_size=1 << 20)
+    assert mgctl_json("start lo")["changed"] is True
+    s = show("lo")
+    assert (s["mode"], s["snaplen"], s["ring_size"]) == ("drop", 200, 1 << 20)
+    assert mgctl_json("start lo")["changed"] is False
+    assert mgctl_json("start lo mode drop snaplen 200 ring-size 1048576")["changed"] is False
+    p = run_mgctl("start lo snaplen 96")
+    assert (p.returncode, p.stderr) == (
+        1,
+        "Error: lo already captures with snaplen 200, not 96; "
+        "change it with mgctl set or stop it first.\n",
+    )
+    assert run_mgctl("stop lo").returncode == 0
 
 
 ERRORS = [
     ("start dev nosuch0", 1, "Error: no such device."),
-    ("stop dev lo", 1, "Error: mgcap: device is not capturing."),
     ("set dev lo mode drop", 1, "Error: mgcap: device is not capturing."),
+    ("set lo snaplen 0", 1, "Error: mgcap: device is not capturing."),
     ("start dev lo ring-size 100000", 1, "Error: mgcap: ring size must be a power of two."),
     (
         "start dev lo ring-size 65536 snaplen 65535",
         1,
         "Error: mgcap: ring size must hold two records of the snaplen.",
     ),
-    ("start dev lo snaplen 270000", 2, "Error: snaplen 270000 out of range (1 to 262144)"),
+    (f"start dev lo snaplen {SNAPLEN_MAX + 1}", 2, f"Error: snaplen {SNAPLEN_MAX + 1} out of "
+     f"range (1 to {SNAPLEN_MAX}, or 0 for the whole frame)"),
     ("start dev lo mode fast", 2, 'Error: mode "fast" is not one of drop, mirror'),
-    ("start", 2, 'Error: "dev" is required; usage: mgctl start dev IF [mode drop|mirror] '
+    ("start", 2, "Error: a device is required; usage: mgctl start [dev] IF [mode drop|mirror] "
      "[snaplen N] [ring-size N] [filter EXPR]"),
-    ("set dev lo", 2, "Error: nothing to set; usage: mgctl set dev IF [mode drop|mirror] "
+    ("start lo lo", 2, 'Error: unknown argument "lo"; usage: mgctl start [dev] IF '
+     "[mode drop|mirror] [snaplen N] [ring-size N] [filter EXPR]"),
+    ("set dev lo", 2, "Error: nothing to set; usage: mgctl set [dev] IF [mode drop|mirror] "
      "[snaplen N] [filter EXPR|none]"),
     ("hwtstamp show dev lo", 1, "Error: lo: hardware timestamping not supported."),
     ("hwtstamp set dev lo rx all", 1, "Error: lo: hardware timestamping not supported."),
-    ("hwtstamp set dev lo", 2, "Error: nothing to set; usage: mgctl hwtstamp set dev IF "
+    ("hwtstamp set dev lo", 2, "Error: nothing to set; usage: mgctl hwtstamp set [dev] IF "
      "[rx none|all|ptp|FILTER] [tx off|on]"),
 ]  # fmt: skip
 
@@ -139,8 +213,13 @@ def test_errors(mgcap: Module, args: str, status: int, message: str) -> None:
 
 def test_already_capturing_and_other_rx_handler(mgcap: Module) -> None:
     mgcap.load(ifname="lo")
-    p = run_mgctl("start dev lo")
-    assert (p.returncode, p.stderr) == (1, "Error: mgcap: device is already capturing.\n")
+    assert run_mgctl("start dev lo") == CliResult(0, "", "")  # the capture that runs
+    p = run_mgctl("start dev lo mode drop")
+    assert (p.returncode, p.stderr) == (
+        1,
+        "Error: lo already captures with mode mirror, not drop; "
+        "change it with mgctl set or stop it first.\n",
+    )
     sh("ip link add mgbr0 type bridge && ip link add mgport0 type dummy")
     try:
         sh("ip link set mgport0 master mgbr0")
@@ -262,6 +341,51 @@ def test_monitor_sees_changes_made_by_another_process(mgcap: Module, dummy: str)
         f"change dev {dummy} mode mirror snaplen 128 ring-size 4194304",
         f"stop dev {dummy} seen 7 captured 7 ring-full-drops 0",
     ]
+
+
+CHANGES = 60
+
+
+def test_monitor_counts_lost_events_and_goes_on(mgcap: Module, dummy: str) -> None:
+    """A monitor that does not read while 60 changes happen, with the smallest receive
+    buffer: the kernel drops what does not fit (ENOBUFS); the monitor reports exactly
+    how many were lost, hands over the rest in order, and goes on with the next."""
+    mgcap.load()
+    items: queue.Queue[Event | Lost] = queue.Queue()
+    go = threading.Event()
+
+    def watch() -> None:
+        with Mgcap() as m:
+            for i, item in enumerate(m.monitor(rcvbuf=1)):
+                items.put(item)
+                if i == 0:  # then stall, as a reader that falls behind
+                    go.wait(timeout=600)
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert eventually(lambda: subscribed(os.getpid()), timeout=120)
+    with Mgcap() as m:
+        m.start(dummy)
+        first = items.get(timeout=60)
+        assert isinstance(first, Event) and first.kind == "start"
+        for i in range(CHANGES):
+            m.set(dummy, mode=("drop", "mirror")[i % 2])
+        go.set()
+        got: list[Event] = []
+        lost: list[int] = []
+        while len(got) + sum(lost) < CHANGES:
+            item = items.get(timeout=60)
+            if isinstance(item, Lost):
+                lost.append(item.count)
+            else:
+                got.append(item)
+        assert lost and sum(lost) > 0, "the small buffer never overran"
+        assert len(got) + sum(lost) == CHANGES
+        assert {e.kind for e in got} == {"change"}
+        # the monitor goes on: the next event arrives, nothing more is lost
+        m.stop(dummy)
+        last = items.get(timeout=60)
+        assert isinstance(last, Event) and (last.kind, last.state.ifname) == ("stop", dummy)
+        assert items.empty()
 
 
 def test_set_mode_drop_stops_delivery_at_once(mgcap: Module, veth: VethPair) -> None:
