@@ -13,8 +13,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
-from mgctl import pcapng
-from mgctl.dump import records
+from mgctl import pcapng, record
 from mgctl.dump.naming import Naming
 
 StatsFn = Callable[[], list[pcapng.InterfaceStatistics]]
@@ -113,9 +112,9 @@ class Output:
                     self._next_file()
                 room = self.rotate_bytes - self.size
                 if room < take:
-                    take = records.head_bytes(view, room)[1]
+                    take = record.head_bytes(view, room)[1]
                     if take == 0 and self.size == len(self.header):
-                        take = records.head(view, 1)  # one record bigger than -C
+                        take = record.head(view, 1)  # one record bigger than -C
                     if take == 0:
                         self.period_count += 1
                         self._next_file()

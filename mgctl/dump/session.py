@@ -19,10 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mgctl import pcapng
+from mgctl import pcapng, record
 from mgctl.api import DevState, HwTstamp, Mgcap, MgcapError
 from mgctl.chardev import CaptureDevice
-from mgctl.dump import records
 from mgctl.dump.buffer import BlockPool
 from mgctl.dump.naming import Naming, per_ring_name
 from mgctl.dump.output import Output, OutputError
@@ -243,7 +242,7 @@ class Session:
         for r in dev.readers:
             ring = r.dev.map_ring()
             try:
-                waiting += records.count(ring.pending(), r.record_len)
+                waiting += record.count(ring.pending(), r.record_len)
             finally:
                 ring.close()
         base = dev.control.stats()
