@@ -32,6 +32,7 @@ def as_dict(session: Session) -> dict[str, Any]:
         "cpu_seconds": round(cpu.user + cpu.system, 3),
         "buffer_high_water": session.buffer.high_water,
         "files": files,
+        "files_started": sum(out.files_started for out in session.outputs),
         "interfaces": [
             {
                 "ifname": t.ifname,
