@@ -23,6 +23,7 @@ from mgctl import pcapng, record
 from mgctl.api import DevState, HwTstamp, Mgcap, MgcapError
 from mgctl.chardev import CaptureDevice
 from mgctl.dump.buffer import BlockPool
+from mgctl.dump.lines import LineOutput
 from mgctl.dump.naming import Naming, per_ring_name
 from mgctl.dump.output import Output, OutputError
 from mgctl.dump.reader import RingReader
@@ -37,7 +38,7 @@ class SetupError(Exception):
 @dataclass
 class Options:
     interfaces: list[str]
-    write: str  # path, strftime template with -G, or "-"
+    write: str  # path, strftime template with -G, "-", or "": lines on standard output
     count: int | None = None
     snaplen: int | None = None
     mode: str | None = None
@@ -274,11 +275,11 @@ class Session:
     def listening(self) -> list[str]:
         """tcpdump's "listening on" line, one per device, once the capture runs."""
         lines = []
-        for d in self.devices:
+        for d, iface in zip(self.devices, self.interfaces(), strict=True):
             s = d.state
             line = (
-                f"listening on {d.ifname} (mgcap {s.mode} capture, snaplen {s.snaplen}, "
-                f"{s.nr_rings} rings)"
+                f"listening on {d.ifname}, link-type {pcapng.link_type_name(iface.link_type)}, "
+                f"snapshot length {s.snaplen} bytes; mgcap {s.mode} capture, {s.nr_rings} rings"
             )
             if d.has_filter:
                 line += f", capture filter {describe_filter(s)}"
@@ -303,6 +304,9 @@ class Session:
         ifaces = self.interfaces()
         n_outputs = max(len(d.readers) for d in self.devices) if o.per_ring else 1
         for i in range(n_outputs):
+            if not o.write:  # no -w: one line per packet on standard output
+                self.outputs.append(LineOutput(ifaces, self.statistics))
+                continue
             naming = None
             if o.write != "-":
                 template = per_ring_name(o.write, i) if o.per_ring else o.write
