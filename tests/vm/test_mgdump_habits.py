@@ -51,12 +51,13 @@ def run_mgdump(
     """mgdump's main() in this process (signals reach the main thread only); `during`
     runs in a thread and gets mgdump's stderr so far. A failing `during`, or DEADLINE
     passing, interrupts mgdump so that no test hangs; the failure is raised after.
-    Standard output is read at the file descriptor (the lines are os.write()s)."""
+    Standard output is taken both from sys.stdout (print: -D, --version) and at the
+    file descriptor (the packet lines are os.write()s to fd 1)."""
     from mgctl.dump import cli
 
     stats = tmp / "stats.json"
     stats.unlink(missing_ok=True)
-    err = io.StringIO()
+    err, printed = io.StringIO(), io.StringIO()
     failure: list[BaseException] = []
     done = threading.Event()
 
@@ -88,7 +89,7 @@ def run_mgdump(
     try:
         sys.stdout.flush()
         os.dup2(out_fd, 1)
-        with contextlib.redirect_stderr(err):
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(printed):
             cli.main()
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -106,7 +107,7 @@ def run_mgdump(
     if failure:
         raise failure[0]
     data = json.loads(stats.read_text()) if stats.exists() else {}
-    return DumpResult(code, out_path.read_text(), err.getvalue(), data)
+    return DumpResult(code, printed.getvalue() + out_path.read_text(), err.getvalue(), data)
 
 
 def wait_listening(stderr: Callable[[], str], ifname: str) -> None:
