@@ -249,3 +249,55 @@ def write_file(path: str, interfaces: Sequence[Interface], records: bytes) -> No
         f.write(records)
         f.flush()
         os.fsync(f.fileno())
+
+
+# libpcap's name and description of every link type its Linux ARPHRD mapping can
+# give (pcap_datalink_val_to_name / _to_description), by LINKTYPE_* number: what
+# tcpdump's "listening on IF, link-type NAME (DESCRIPTION)" line shows. Keyed by
+# LINKTYPE_*, the number in files: DLT_RAW (12 on Linux) is LINKTYPE_RAW here.
+_LINK_TYPE_NAMES = {
+    0: ("NULL", "BSD loopback"),
+    LINKTYPE_ETHERNET: ("EN10MB", "Ethernet"),
+    6: ("IEEE802", "Token ring"),
+    8: ("SLIP", "SLIP"),
+    9: ("PPP", "PPP"),
+    10: ("FDDI", "FDDI"),
+    LINKTYPE_RAW: ("RAW", "Raw IP"),
+    104: ("C_HDLC", "Cisco HDLC"),
+    105: ("IEEE802_11", "802.11"),
+    107: ("FRELAY", "Frame Relay"),
+    113: ("LINUX_SLL", "Linux cooked v1"),
+    114: ("LTALK", "Localtalk"),
+    119: ("PRISM_HEADER", "802.11 plus Prism header"),
+    122: ("IP_OVER_FC", "RFC 2625 IP-over-Fibre Channel"),
+    127: ("IEEE802_11_RADIO", "802.11 plus radiotap header"),
+    129: ("ARCNET_LINUX", "Linux ARCNET"),
+    143: ("DOCSIS", "DOCSIS"),
+    144: ("LINUX_IRDA", "Linux IrDA"),
+    163: ("IEEE802_11_RADIO_AVS", "802.11 plus AVS radio information header"),
+    177: ("LINUX_LAPD", "Linux vISDN LAPD"),
+    202: ("AX25_KISS", "AX.25 with KISS header"),
+    224: ("FC_2", "Fibre Channel FC-2"),
+    225: ("FC_2_WITH_FRAME_DELIMS", "Fibre Channel FC-2 with frame delimiters"),
+    227: ("CAN_SOCKETCAN", "CAN-bus with SocketCAN headers"),
+    228: ("IPV4", "Raw IPv4"),
+    229: ("IPV6", "Raw IPv6"),
+    230: ("IEEE802_15_4_NOFCS", "IEEE 802.15.4 without FCS"),
+    253: ("NETLINK", "Linux netlink"),
+    271: ("VSOCK", "Linux vsock"),
+    276: ("LINUX_SLL2", "Linux cooked v2"),
+    281: ("DSA_TAG_BRCM", "Broadcom tag"),
+    282: ("DSA_TAG_BRCM_PREPEND", "Broadcom tag (prepended)"),
+    284: ("DSA_TAG_DSA", "Marvell DSA"),
+    285: ("DSA_TAG_EDSA", "Marvell EDSA"),
+}
+
+
+def link_type_name(linktype: int) -> str:
+    """libpcap's name and description of a LINKTYPE_*, as tcpdump prints them:
+    "EN10MB (Ethernet)", "RAW (Raw IP)"; a type libpcap has no name for is its
+    number, as tcpdump prints it ("link-type 2")."""
+    known = _LINK_TYPE_NAMES.get(linktype)
+    if known is None:
+        return str(linktype)
+    return f"{known[0]} ({known[1]})"

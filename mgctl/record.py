@@ -1,5 +1,16 @@
-"""The capture record: a PCAP-NG Enhanced Packet Block in host byte order."""
+"""The capture record: a PCAP-NG Enhanced Packet Block in host byte order.
 
+The one module for the record format. `EnhancedPacketBlock` (construct) declares
+the layout and builds records; everything that walks records in bulk reads the
+same fixed header with struct at memoryview offsets, so that a walk is linear in
+the bytes and allocates nothing per record but what it returns.
+
+A read() returns whole records back to back.  Most of the time every record has
+the same length (frames at least snaplen long); count() checks the length fields
+at that stride in C code, and only mixed-length runs are walked record by record.
+"""
+
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -20,6 +31,12 @@ EnhancedPacketBlock = Struct(
     "block_len_trailer" / Int32un,
 )
 
+# the fixed part of EnhancedPacketBlock, for the hot paths
+_HEADER = struct.Struct("=7I")
+_U32 = struct.Struct("=I")
+assert _HEADER.size == uapi.EPB_HDR_LEN
+_MIN_LEN = uapi.record_len(0)
+
 
 @dataclass(frozen=True)
 class Record:
@@ -37,25 +54,34 @@ class RecordError(ValueError):
     """Bytes that are not a well-formed sequence of records."""
 
 
-def iter_records(buf: bytes | memoryview) -> Iterator[Record]:
-    """Parse whole records back to back, checking every length field."""
-    view = memoryview(buf)
+def iter_records(buf: bytes | bytearray | memoryview) -> Iterator[Record]:
+    """Parse whole records back to back, checking every length field. Linear in the
+    size of buf: each record is read in place at its offset."""
+    view = memoryview(buf).cast("B")
+    end = len(view)
+    unpack = _HEADER.unpack_from
+    trailer = _U32.unpack_from
     off = 0
-    while off < len(view):
-        if len(view) - off < uapi.record_len(0):
+    while off < end:
+        if end - off < _MIN_LEN:
             raise RecordError(f"truncated record at offset {off}")
-        blk = EnhancedPacketBlock.parse(view[off:])
-        if blk.block_len != uapi.record_len(blk.caplen) or blk.block_len_trailer != blk.block_len:
+        btype, blen, ifid, ts_high, ts_low, caplen, origlen = unpack(view, off)
+        if btype != uapi.EPB_TYPE:
+            raise RecordError(f"block type {btype} is not an EPB at offset {off}")
+        if blen != uapi.record_len(caplen) or off + blen > end:
             raise RecordError(f"bad block length at offset {off}")
-        if blk.caplen > blk.origlen:
-            raise RecordError(f"caplen {blk.caplen} > origlen {blk.origlen} at offset {off}")
+        if trailer(view, off + blen - 4)[0] != blen:
+            raise RecordError(f"bad block length at offset {off}")
+        if caplen > origlen:
+            raise RecordError(f"caplen {caplen} > origlen {origlen} at offset {off}")
+        start = off + uapi.EPB_HDR_LEN
         yield Record(
-            interface_id=blk.interface_id,
-            timestamp_ns=(blk.ts_high << 32) | blk.ts_low,
-            origlen=blk.origlen,
-            frame=bytes(blk.frame),
+            interface_id=ifid,
+            timestamp_ns=(ts_high << 32) | ts_low,
+            origlen=origlen,
+            frame=bytes(view[start : start + caplen]),
         )
-        off += blk.block_len
+        off += blen
 
 
 def build_record(rec: Record) -> bytes:
@@ -74,3 +100,58 @@ def build_record(rec: Record) -> bytes:
             }
         )
     )
+
+
+# -- runs of records as mgdump moves them (trusted: written by the kernel) ----
+
+
+def count(buf: bytes | bytearray | memoryview, uniform_len: int) -> int:
+    """Number of records in buf, a run of whole records."""
+    n = len(buf)
+    if n == 0:
+        return 0
+    if n % uniform_len == 0 and n % 4 == 0:
+        words = memoryview(buf).cast("B").cast("I")
+        lengths = words[1 :: uniform_len // 4]
+        if lengths.tolist().count(uniform_len) == len(lengths):
+            return n // uniform_len
+    return _walk(buf, n)[0]
+
+
+def _walk(
+    buf: bytes | bytearray | memoryview, limit: int, max_records: int | None = None
+) -> tuple[int, int]:
+    """(records, bytes) of the leading whole records within limit bytes / max_records."""
+    off = 0
+    n = 0
+    unpack = _U32.unpack_from
+    while off < limit and (max_records is None or n < max_records):
+        step = unpack(buf, off + 4)[0]
+        if step < _MIN_LEN or off + step > limit:
+            break
+        off += step
+        n += 1
+    return n, off
+
+
+def head(buf: bytes | bytearray | memoryview, max_records: int) -> int:
+    """Bytes taken by the first max_records records of buf (all of buf if fewer)."""
+    return _walk(buf, len(buf), max_records)[1]
+
+
+def head_bytes(buf: bytes | bytearray | memoryview, max_bytes: int) -> tuple[int, int]:
+    """(records, bytes) of the longest run of leading records within max_bytes."""
+    return _walk(buf, min(max_bytes, len(buf)))
+
+
+def set_interface_id(buf: bytearray | memoryview, interface_id: int) -> None:
+    """Rewrite the interface id of every record in buf (rare: records captured before
+    mgdump set the device's id)."""
+    off = 0
+    while off < len(buf):
+        _U32.pack_into(buf, off + 8, interface_id)
+        off += _U32.unpack_from(buf, off + 4)[0]
+
+
+def first_interface_id(buf: bytes | bytearray | memoryview) -> int:
+    return int(_U32.unpack_from(buf, 8)[0])

@@ -1,45 +1,62 @@
 """mgdump: capture with mgcap into PCAP-NG files.
 
 \b
-    mgdump -i IF [-i IF ...] -w FILE|- [-c N] [-s SNAPLEN] [-C MB] [-G SEC] [-W N]
+    mgdump -i IF [-i IF ...] [-w FILE|-] [-c N] [-s SNAPLEN] [-C MB] [-G SEC] [-W N]
            [-B KIB] [--mode mirror|drop] [--ring-size BYTES] [--per-ring]
            [--hwts FILTER] [-q] [-F FILE | EXPRESSION]
     mgdump -i IF -d[d[d]] [-s SNAPLEN] [-F FILE | EXPRESSION]
+    mgdump -D | --version
 
 EXPRESSION is a tcpdump capture filter (several words are joined with spaces),
 run in the kernel before the copy; -d prints its program like tcpdump -d.
 A device that is not capturing is started (mirror mode unless --mode says
 otherwise, with the filter) and stopped on exit; a device that already captures is
 left as it was, and must have the same filter, or mgdump must be given none.
-Runs until Ctrl-C / SIGTERM, -c packets, -W files with -G, the capture ending, or
-an output error; then finishes the files (valid up to the last whole packet, with
-statistics blocks) and prints what was written and dropped.
+Without -w, one line per packet goes to standard output, as tcpdump prints them.
+-s 0 keeps whole frames. Runs until Ctrl-C / SIGTERM / SIGHUP, -c packets, -W
+files with -G, the capture ending, or an output error; then finishes the files
+(valid up to the last whole packet, with statistics blocks) and prints what was
+written and dropped (SIGUSR1: the counts so far, and it goes on).
 
 \b
-Exit status: 0 stopped by signal, -c or -W; 1 could not start (unknown device, no
-permission, module not loaded, bad output path, the device captures with another
-filter); 2 usage error or a filter libpcap refuses; 3 the capture ended (device
-removed or capture stopped by someone else); 4 writing the output failed (disk
-full, broken pipe); 5 reading the capture failed.
+Exit status: 0 stopped by signal, -c or -W, or the reader of its lines gone; 1
+could not start (unknown device, no permission, module not loaded, bad output
+path, the device captures with another filter); 2 usage error or a filter libpcap
+refuses; 3 the capture ended (device removed or capture stopped by someone else);
+4 writing the output failed (disk full, broken pipe of -w -); 5 reading the
+capture failed.
 """
 
 import signal
 import sys
+import threading
 from typing import Annotated
 
 import typer
 from typer.exceptions import TyperException
 
 from mgctl import uapi
-from mgctl.dump import expression, summary
+from mgctl.dump import about, devices, expression, summary
 from mgctl.dump.buffer import BLOCK_SIZE
+from mgctl.dump.lines import OutputClosed, ignore_sigpipe_at_exit
 from mgctl.dump.output import OutputError
 from mgctl.dump.session import Options, Session, SetupError
 from mgctl.filter import FilterError
 
 EXIT_SETUP = 1
 EXIT_USAGE = 2
-EXIT_STATUS = {"signal": 0, "count": 0, "files": 0, "ended": 3, "error": 4, "read-error": 5}
+EXIT_STATUS = {
+    "signal": 0,
+    "count": 0,
+    "files": 0,
+    "closed": 0,
+    "ended": 3,
+    "error": 4,
+    "read-error": 5,
+}
+# what ends mgdump as Ctrl-C does: SIGHUP too, so that a dropped ssh session does not
+# leave a capture running (in drop mode: the device deaf) behind
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -52,13 +69,20 @@ class BadFilter(Exception):
     """A capture filter libpcap refuses: one line, exit status 2."""
 
 
+def snaplen_option(snaplen: int | None) -> int | None:
+    """-s as tcpdump takes it: 0 is the whole frame (the largest snaplen)."""
+    if snaplen == 0:
+        return uapi.SNAPLEN_MAX
+    if snaplen is not None and not uapi.SNAPLEN_MIN <= snaplen <= uapi.SNAPLEN_MAX:
+        raise Usage(f"-s must be 0 (whole frames) or {uapi.SNAPLEN_MIN} to {uapi.SNAPLEN_MAX}")
+    return snaplen
+
+
 def check(opts: Options) -> None:
-    if not opts.write:
-        raise Usage("-w FILE is required (or -d to print the filter's program)")
+    if not opts.write and (opts.rotate_bytes or opts.rotate_seconds or opts.per_ring):
+        raise Usage("-C, -G and --per-ring need -w FILE")
     if opts.count is not None and opts.count < 1:
         raise Usage("-c must be at least 1")
-    if opts.snaplen is not None and not uapi.SNAPLEN_MIN <= opts.snaplen <= uapi.SNAPLEN_MAX:
-        raise Usage(f"-s must be {uapi.SNAPLEN_MIN} to {uapi.SNAPLEN_MAX}")
     if opts.rotate_bytes is not None and opts.rotate_bytes < 1:
         raise Usage("-C must be positive")
     if opts.rotate_seconds is not None and opts.rotate_seconds <= 0:
@@ -81,11 +105,11 @@ def check(opts: Options) -> None:
 @app.command(help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
 def mgdump(
     interface: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "-i", "--interface", metavar="IF", help="Device to capture (repeat for more)."
         ),
-    ],
+    ] = None,
     expression_words: Annotated[
         list[str] | None,
         typer.Argument(
@@ -100,7 +124,7 @@ def mgdump(
             "-w",
             "--write",
             metavar="FILE",
-            help="Output file, '-' for standard output.",
+            help="Output file, '-' for PCAP-NG on standard output (none: a line per packet).",
         ),
     ] = None,
     filter_file: Annotated[
@@ -131,7 +155,10 @@ def mgdump(
     snaplen: Annotated[
         int | None,
         typer.Option(
-            "-s", "--snapshot-length", metavar="SNAPLEN", help="Bytes kept of each frame."
+            "-s",
+            "--snapshot-length",
+            metavar="SNAPLEN",
+            help="Bytes kept of each frame (0: the whole frame).",
         ),
     ] = None,
     file_size: Annotated[
@@ -206,7 +233,7 @@ def mgdump(
         typer.Option(
             "-q",
             "--quiet",
-            help="No live status line.",
+            help="No live status line, no 'listening on' line.",
         ),
     ] = False,
     stats_json: Annotated[
@@ -217,7 +244,31 @@ def mgdump(
             help="Write the final counters as JSON here.",
         ),
     ] = None,
+    list_devices: Annotated[
+        bool,
+        typer.Option(
+            "-D",
+            "--list-interfaces",
+            help="List the devices, with their flags and mgcap's state, and exit.",
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the versions of mgdump, mgcap.ko and libpcap."),
+    ] = False,
 ) -> None:
+    if version:
+        print(about.version_text())
+        raise SystemExit(0)
+    if list_devices:
+        lines, note = devices.listing()
+        print("\n".join(lines))
+        if note:
+            print(f"mgdump: {note}", file=sys.stderr)
+        raise SystemExit(0)
+    if not interface:
+        raise Usage("-i IF is required (mgdump -D lists the devices)")
+    snaplen = snaplen_option(snaplen)
     if filter_file is not None and expression_words:
         raise Usage("-F and a trailing expression exclude each other")
     file_text = None
@@ -229,8 +280,6 @@ def mgdump(
             raise Usage(f"-F {filter_file}: {why}") from None
     expr = expression.expression(expression_words, file_text)
     if dump_program:
-        if snaplen is not None and not uapi.SNAPLEN_MIN <= snaplen <= uapi.SNAPLEN_MAX:
-            raise Usage(f"-s must be {uapi.SNAPLEN_MIN} to {uapi.SNAPLEN_MAX}")
         try:
             prog = expression.program(interface[0], expr, snaplen)
         except FilterError as e:
@@ -264,27 +313,48 @@ def mgdump(
 
 def run(opts: Options, quiet: bool = False, stats_json: str | None = None) -> int:
     session = Session(opts)
+    counts_asked = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         session.request_stop("signal")
 
+    def on_usr1(signum: int, _frame: object) -> None:
+        counts_asked.set()  # printed by the main loop at its next tick
+
+    def on_tick(s: Session) -> None:
+        if counts_asked.is_set():
+            counts_asked.clear()
+            print(summary.counts(summary.as_dict(s), running=True), file=sys.stderr, flush=True)
+
     # before the set-up: a signal during it must not leave a capture started
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, on_signal)
+    signal.signal(signal.SIGUSR1, on_usr1)
     try:
         session.open()
     except (SetupError, OutputError) as e:
         print(f"mgdump: {e}", file=sys.stderr)
         return EXIT_SETUP
-    for line in session.listening():
-        print(f"mgdump: {line}", file=sys.stderr, flush=True)
+    if not quiet:
+        for line in session.listening():
+            print(f"mgdump: {line}", file=sys.stderr, flush=True)
     if not quiet and sys.stderr.isatty():
         from mgctl.dump.status import StatusLine
 
         with StatusLine() as status:
-            session.run(0.5, status.update)
+
+            def tick(s: Session) -> None:
+                on_tick(s)
+                status.update(s)
+
+            session.run(0.5, tick)
     else:
-        session.run(0.5)
+        session.run(0.5, on_tick)
+    if session.writer and isinstance(session.writer.error, OutputClosed):
+        # mgdump | head: the reader has all it wanted; end as tcpdump does on SIGPIPE
+        session.reason = "closed"
+        session.writer.error = None
+        ignore_sigpipe_at_exit()
     result = summary.as_dict(session)
     print(summary.text(result), file=sys.stderr)
     for r in session.readers:

@@ -11,13 +11,17 @@ import contextlib
 import errno
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
-from mgctl import pcapng
-from mgctl.dump import records
+from mgctl import pcapng, record
 from mgctl.dump.naming import Naming
 
 StatsFn = Callable[[], list[pcapng.InterfaceStatistics]]
+
+# Names of files kept for the summary when they are not a -C/-W ring of files:
+# a long run that never reuses a name lists its last FILES_LISTED files.
+FILES_LISTED = 10_000
 
 
 class OutputError(Exception):
@@ -45,7 +49,13 @@ class Output:
         self.fd = -1
         self.path = "-"
         self.size = 0
-        self.files: list[str] = []  # every file started, in order
+        # the names of the last files started (each once): with -C and -W the ring
+        # of W files, else at most FILES_LISTED; memory stays flat in a long run
+        keep = FILES_LISTED
+        if naming and naming.size_rotation and not naming.time_rotation and naming.max_files:
+            keep = naming.max_files
+        self._names: deque[str] = deque(maxlen=keep)
+        self.files_started = 0
         self.period_start = time.time()
         self.period_count = 0
         self.packets = 0  # packets in all files of this output
@@ -63,9 +73,18 @@ class Output:
                 )
             except OSError as e:
                 raise OutputError(f"{self.path}: {e.strerror}", e.errno or errno.EIO) from e
-            self.files.append(self.path)
+            if self.path in self._names:
+                self._names.remove(self.path)  # a name used again is listed once
+            self._names.append(self.path)
+            self.files_started += 1
         self.size = 0
         self._write(self.header)
+
+    @property
+    def files(self) -> list[str]:
+        """The files this output wrote, oldest first: with -C and -W the ring's names
+        in the order they were last started, else the last FILES_LISTED."""
+        return list(self._names)
 
     def _write(self, data: bytes | memoryview) -> None:
         start = self.size
@@ -113,9 +132,9 @@ class Output:
                     self._next_file()
                 room = self.rotate_bytes - self.size
                 if room < take:
-                    take = records.head_bytes(view, room)[1]
+                    take = record.head_bytes(view, room)[1]
                     if take == 0 and self.size == len(self.header):
-                        take = records.head(view, 1)  # one record bigger than -C
+                        take = record.head(view, 1)  # one record bigger than -C
                     if take == 0:
                         self.period_count += 1
                         self._next_file()

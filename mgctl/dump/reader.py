@@ -15,9 +15,8 @@ import os
 import threading
 import time
 
-from mgctl import uapi
+from mgctl import record, uapi
 from mgctl.chardev import CaptureDevice
-from mgctl.dump import records
 from mgctl.dump.buffer import BlockPool, Chunk
 
 # A block goes to the writer when full, or at the latest HOLD seconds after its
@@ -121,7 +120,7 @@ class RingReader(threading.Thread):
         got = view[:n]
         if self._fix_ids:
             self._fix_interface_ids(got)
-        packets = records.count(got, self.record_len)
+        packets = record.count(got, self.record_len)
         if self._block is None:
             self.dropped += packets  # no free block: the spare one is overwritten
             return n
@@ -135,10 +134,10 @@ class RingReader(threading.Thread):
 
     def _fix_interface_ids(self, got: memoryview) -> None:
         """Records written before mgdump set the device's interface id get it."""
-        if records.first_interface_id(got) == self.interface_id:
+        if record.first_interface_id(got) == self.interface_id:
             self._fix_ids = False  # this and every later record has it
         else:
-            records.set_interface_id(got, self.interface_id)
+            record.set_interface_id(got, self.interface_id)
 
     def _hand_over(self) -> None:
         block, self._block = self._block, None

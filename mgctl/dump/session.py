@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mgctl import pcapng
+from mgctl import pcapng, record
 from mgctl.api import DevState, HwTstamp, Mgcap, MgcapError
 from mgctl.chardev import CaptureDevice
-from mgctl.dump import records
 from mgctl.dump.buffer import BlockPool
+from mgctl.dump.lines import LineOutput
 from mgctl.dump.naming import Naming, per_ring_name
 from mgctl.dump.output import Output, OutputError
 from mgctl.dump.reader import RingReader
@@ -38,7 +38,7 @@ class SetupError(Exception):
 @dataclass
 class Options:
     interfaces: list[str]
-    write: str  # path, strftime template with -G, or "-"
+    write: str  # path, strftime template with -G, "-", or "": lines on standard output
     count: int | None = None
     snaplen: int | None = None
     mode: str | None = None
@@ -245,7 +245,7 @@ class Session:
         for r in dev.readers:
             ring = r.dev.map_ring()
             try:
-                waiting += records.count(ring.pending(), r.record_len)
+                waiting += record.count(ring.pending(), r.record_len)
             finally:
                 ring.close()
         base = dev.control.stats()
@@ -277,11 +277,11 @@ class Session:
     def listening(self) -> list[str]:
         """tcpdump's "listening on" line, one per device, once the capture runs."""
         lines = []
-        for d in self.devices:
+        for d, iface in zip(self.devices, self.interfaces(), strict=True):
             s = d.state
             line = (
-                f"listening on {d.ifname} (mgcap {s.mode} capture, snaplen {s.snaplen}, "
-                f"{s.nr_rings} rings)"
+                f"listening on {d.ifname}, link-type {pcapng.link_type_name(iface.link_type)}, "
+                f"snapshot length {s.snaplen} bytes; mgcap {s.mode} capture, {s.nr_rings} rings"
             )
             if d.has_filter:
                 line += f", capture filter {describe_filter(s)}"
@@ -306,6 +306,9 @@ class Session:
         ifaces = self.interfaces()
         n_outputs = max(len(d.readers) for d in self.devices) if o.per_ring else 1
         for i in range(n_outputs):
+            if not o.write:  # no -w: one line per packet on standard output
+                self.outputs.append(LineOutput(ifaces, self.statistics))
+                continue
             naming = None
             if o.write != "-":
                 template = per_ring_name(o.write, i) if o.per_ring else o.write

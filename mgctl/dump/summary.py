@@ -13,6 +13,7 @@ REASONS = {
     "ended": "capture ended (device removed or capture stopped)",
     "read-error": "reading the capture failed",
     "error": "writing the output failed",
+    "closed": "standard output closed",
 }
 
 
@@ -32,6 +33,7 @@ def as_dict(session: Session) -> dict[str, Any]:
         "cpu_seconds": round(cpu.user + cpu.system, 3),
         "buffer_high_water": session.buffer.high_water,
         "files": files,
+        "files_started": sum(out.files_started for out in session.outputs),
         "interfaces": [
             {
                 "ifname": t.ifname,
@@ -51,7 +53,13 @@ def as_dict(session: Session) -> dict[str, Any]:
 
 
 def text(d: dict[str, Any]) -> str:
-    lines = [f"mgdump: {REASONS.get(d['reason'], d['reason'])}"]
+    return "\n".join([f"mgdump: {REASONS.get(d['reason'], d['reason'])}", counts(d)])
+
+
+def counts(d: dict[str, Any], running: bool = False) -> str:
+    """The counters in tcpdump's words; running: while the capture goes on (SIGUSR1),
+    when records on their way to the output are not "not written"."""
+    lines = []
     ifaces = d["interfaces"]
     rows: list[tuple[str, dict[str, Any]]] = [("", d)]
     if len(ifaces) > 1:
@@ -69,7 +77,7 @@ def text(d: dict[str, Any]) -> str:
             lines.append(rejected)
         lines.append(f"{prefix}{r['kernel_drops']} packets dropped by the kernel ring")
         lines.append(f"{prefix}{r['mgdump_drops']} packets dropped by mgdump")
-        if r["not_written"]:
+        if r["not_written"] and not running:
             lines.append(f"{prefix}{r['not_written']} packets captured but not written")
         if r["hw_stamped"]:
             lines.append(f"{prefix}{r['hw_stamped']} packets stamped by the NIC")

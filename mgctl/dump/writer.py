@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from mgctl.dump import records
+from mgctl import record
 from mgctl.dump.buffer import BlockPool
 from mgctl.dump.output import Output, OutputError
 
@@ -71,7 +71,7 @@ class Writer(threading.Thread):
             packets = chunk.packets
             if self.count is not None and self.written + packets >= self.count:
                 packets = self.count - self.written
-                data = data[: records.head(data, packets)]
+                data = data[: record.head(data, packets)]
             try:
                 self.outputs[self.route(chunk.source)].write_records(data, packets)
             finally:

@@ -10,8 +10,7 @@ from pathlib import Path
 import pcapng as independent  # python-pcapng, not mgctl.pcapng
 import pytest
 
-from mgctl import pcapng, uapi
-from mgctl.dump import records
+from mgctl import pcapng, record, uapi
 from mgctl.dump.buffer import BlockPool, Chunk
 from mgctl.dump.naming import Naming, per_ring_name
 from mgctl.dump.output import Output, OutputError
@@ -33,12 +32,12 @@ def recs(n: int, caplen: int = len(FRAME), ifid: int = 0, start: int = 0) -> byt
 
 def test_count_uniform_and_mixed() -> None:
     rl = uapi.record_len(len(FRAME))
-    assert records.count(recs(100), rl) == 100
+    assert record.count(recs(100), rl) == 100
     mixed = recs(3) + recs(2, caplen=20) + recs(4)
-    assert records.count(mixed, rl) == 9
-    assert records.count(b"", rl) == 0
-    assert records.head(mixed, 4) == 3 * rl + uapi.record_len(20)
-    assert records.head_bytes(mixed, 3 * rl + 5) == (3, 3 * rl)
+    assert record.count(mixed, rl) == 9
+    assert record.count(b"", rl) == 0
+    assert record.head(mixed, 4) == 3 * rl + uapi.record_len(20)
+    assert record.head_bytes(mixed, 3 * rl + 5) == (3, 3 * rl)
 
 
 def test_count_is_not_fooled_by_a_stride_match() -> None:
@@ -47,13 +46,13 @@ def test_count_is_not_fooled_by_a_stride_match() -> None:
     short = uapi.record_len((rl // 2) - 32)
     assert short * 2 == rl
     buf = recs(1, caplen=(rl // 2) - 32) * 2 + recs(1, caplen=min(96, len(FRAME)))
-    assert records.count(buf, rl) == 3
+    assert record.count(buf, rl) == 3
 
 
 def test_set_interface_id() -> None:
     buf = bytearray(recs(3) + recs(2, caplen=7))
-    records.set_interface_id(buf, 5)
-    assert records.first_interface_id(bytes(buf)) == 5
+    record.set_interface_id(buf, 5)
+    assert record.first_interface_id(bytes(buf)) == 5
     assert [r.interface_id for r in iter_records(bytes(buf))] == [5] * 5
 
 

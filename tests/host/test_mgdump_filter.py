@@ -11,7 +11,7 @@ import pcapng as independent  # python-pcapng, not mgctl.pcapng
 import pytest
 
 from mgctl import filter as bpf
-from mgctl import pcapng
+from mgctl import pcapng, uapi
 from mgctl.api import MgcapError
 from mgctl.dump import cli, expression
 from mgctl.record import Record, build_record
@@ -137,9 +137,19 @@ def test_a_filter_libpcap_refuses_is_a_usage_error(
     assert code == 2 and err == 'mgdump: filter "port 99999": illegal port number 99999 > 65535\n'
 
 
-def test_w_is_needed_without_d(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = mgdump(["-i", "lo", "udp"], capsys)
-    assert code == 2 and "-w FILE is required" in err
+def test_usage_without_w_and_i(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without -w mgdump prints lines; rotation still needs a file name, and -i a device."""
+    code, _, err = mgdump(["-i", "lo", "-C", "1", "udp"], capsys)
+    assert (code, err) == (2, "mgdump: -C, -G and --per-ring need -w FILE (mgdump --help)\n")
+    code, _, err = mgdump(["-w", "x.pcapng"], capsys)
+    assert code == 2 and "-i IF is required (mgdump -D lists the devices)" in err
+
+
+def test_s_0_is_the_whole_frame(no_module: None, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = mgdump(["-i", "lo", "-d", "-s", "0"], capsys)
+    assert code == 0 and out == f"(000) ret      #{uapi.SNAPLEN_MAX}\n"
+    code, _, err = mgdump(["-i", "lo", "-s", "-1", "-w", "x"], capsys)
+    assert code == 2 and f"-s must be 0 (whole frames) or 1 to {uapi.SNAPLEN_MAX}" in err
 
 
 def test_filter_in_the_idb_and_filteraccept_in_the_isb(tmp_path: Path) -> None:

@@ -70,7 +70,8 @@ def run_mgdump(
             interrupt()
 
     argv = sys.argv
-    sys.argv = ["mgdump", "-q", "--stats-json", str(stats), *args]
+    # no -q: it would keep the "listening on" line the helpers wait for
+    sys.argv = ["mgdump", "--stats-json", str(stats), *args]
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     watchdog = threading.Timer(DEADLINE, interrupt)
     watchdog.start()
@@ -100,7 +101,7 @@ def run_mgdump(
 
 def wait_listening(stderr: Callable[[], str], ifname: str) -> None:
     """mgdump's start-up line: the capture runs and its readers are bound."""
-    assert eventually(lambda: f"listening on {ifname} " in stderr(), timeout=120), stderr()
+    assert eventually(lambda: f"listening on {ifname}," in stderr(), timeout=120), stderr()
 
 
 def seen(ifname: str) -> int:
