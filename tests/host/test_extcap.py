@@ -8,6 +8,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -29,11 +30,15 @@ def extcap(*args: str) -> tuple[int, str, str]:
     """mgcap-extcap's main() in this process: status, stdout, stderr."""
     out, err = io.StringIO(), io.StringIO()
     code = 0
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             cli.main(list(args))
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:  # --capture installs its own
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
     return code, out.getvalue(), err.getvalue()
 
 
