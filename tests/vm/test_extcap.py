@@ -274,13 +274,11 @@ def test_running_capture_is_left_as_found(mgcap: Module, tshark_env: dict[str, s
         assert run_mgctl("stop dev lo").returncode == 0
 
 
-def test_sigterm_finishes_the_stream_and_stops_the_capture(mgcap: Module) -> None:
+def test_sigterm_finishes_the_stream_and_stops_the_capture(mgcap: Module, tmp_path: Path) -> None:
     """What Wireshark does to stop: SIGTERM. The capture the extcap started is stopped,
     the rings drained, and the stream ends with the statistics block."""
     mgcap.load()
-    OUT.mkdir(parents=True, exist_ok=True)
-    fifo = OUT / "fifo"
-    fifo.unlink(missing_ok=True)
+    fifo = tmp_path / "fifo"  # the guest's own /tmp: the shared MGCAP_OUT takes no fifo
     os.mkfifo(fifo)
     data = io.BytesIO()
 
