@@ -1,0 +1,5 @@
+"""python -m mgctl.extcap: what the installed mgcap-extcap wrapper runs."""
+
+from mgctl.extcap.cli import main
+
+main()
