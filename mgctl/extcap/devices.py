@@ -23,6 +23,7 @@ SIOCGIFHWADDR = 0x8927
 IFNAMSIZ = 16
 SYSFS_CLASS = Path("/sys/class/mgcap")
 
+
 # libpcap's names of the link types mgcap writes (DLT name, description)
 class UnknownInterface(LookupError):
     """An interface Wireshark named that is not (or no longer) one of ours."""
