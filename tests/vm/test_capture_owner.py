@@ -52,7 +52,7 @@ class Mgdump:
         """mgdump's "listening on" line: the capture runs, the readers are bound."""
         ok = eventually(
             lambda: (
-                any(f"listening on {ifname} " in x for x in self.lines)
+                any(f"listening on {ifname}," in x for x in self.lines)
                 or self.proc.poll() is not None
             ),
             timeout=TIMEOUT,
