@@ -4,6 +4,22 @@
 # "pytest ARGS" runs the VM test suite; anything else runs as a shell command.
 cmd="$1"
 ip link set lo up
+# Python's trees from read-only disk images (vmrun.py, pytrees.py): the same
+# files, read through the page cache instead of uncached 9p
+if [ -n "$MGCAP_PYTREES" ]; then
+	modprobe -q loop
+	modprobe -q ext4
+	for pair in $MGCAP_PYTREES; do
+		img=${pair%%=*}
+		dir=${pair#*=}
+		mnt=/run/mgcap-pytrees/$(basename "$img" .ext4)
+		if mkdir -p "$mnt" && mount -o loop,ro "$img" "$mnt" && mount --bind "$mnt" "$dir"; then
+			echo "mgcap-vm: $dir from $img"
+		else
+			echo "mgcap-vm: $dir stays on 9p (slower): $img did not mount"
+		fi
+	done
+fi
 echo "mgcap-vm: guest command begins" > /dev/kmsg
 case "$cmd" in
 pytest*)

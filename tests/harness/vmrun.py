@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.harness import kernel_tools, kernels
+from tests.harness import kernel_tools, kernels, pytrees
 from tests.harness.build import BUILD, ROOT, build_module
 
 APPEND = "slub_debug=FZPU kfence.sample_interval=10 panic_on_warn=1 panic=-1"
@@ -42,7 +42,7 @@ def vng_path() -> str:
     return exe
 
 
-def guest_command(kernel: str, out: Path, command: str, first: bool) -> str:
+def guest_command(kernel: str, out: Path, command: str, first: bool, trees: str = "") -> str:
     env = {
         "MGCAP_VM": "1",
         "MGCAP_FIRST_KERNEL": "1" if first else "0",
@@ -54,6 +54,8 @@ def guest_command(kernel: str, out: Path, command: str, first: bool) -> str:
         # venv was installed from (a second worktree shares the venv)
         "PYTHONPATH": str(ROOT),
         "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
+        # disk images of Python's trees that guest.sh mounts over them (pytrees.py)
+        "MGCAP_PYTREES": trees,
     }
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     guest = ROOT / "tests" / "harness" / "guest.sh"
@@ -101,6 +103,7 @@ def run_kernel(
     extra_qemu: str | None,
     first: bool = True,
     append: str = APPEND,
+    trees: str = "",
 ) -> bool:
     out = BUILD / kernel / "vm"
     if out.exists():
@@ -123,7 +126,7 @@ def run_kernel(
         "--rwdir", str(ROOT),
         *(["--rwdir", str(BUILD)] if not BUILD.is_relative_to(ROOT) else []),
         "--verbose",
-        "--exec", guest_command(kernel, out, command, first),
+        "--exec", guest_command(kernel, out, command, first, trees),
     ]  # fmt: skip
     if extra_qemu:
         # bundled with "=": vng's parser takes a separate "-device ..." for an option
@@ -187,10 +190,12 @@ def main() -> None:
     pytest_args = [a for a in args.pytest_args if a != "--"]
     command = args.command or "pytest " + " ".join(shlex.quote(a) for a in pytest_args)
     results = {}
+    trees = pytrees.prepare(BUILD / "pytrees")
     for i, kernel in enumerate(kernels.resolve(args.kernel or ["all"])):
         results[kernel] = run_kernel(
-            kernel, command, args.timeout, args.qemu_opts, first=i == 0, append=args.append
-        )
+            kernel, command, args.timeout, args.qemu_opts, first=i == 0, append=args.append,
+            trees=trees,
+        )  # fmt: skip
     print("== summary: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in results.items()))
     sys.exit(0 if all(results.values()) else 1)
 
