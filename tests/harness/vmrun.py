@@ -11,6 +11,7 @@ ran no test, or the guest's kernel log shows a WARN, BUG, KFENCE or similar repo
 """
 
 import argparse
+import contextlib
 import os
 import re
 import shlex
@@ -18,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.harness import kernel_tools, kernels, pytrees
@@ -42,10 +44,12 @@ def vng_path() -> str:
     return exe
 
 
-def guest_command(kernel: str, out: Path, command: str, first: bool, trees: str = "") -> str:
+def guest_command(kernel: str, out: Path, command: str, share: str, trees: str = "") -> str:
     env = {
         "MGCAP_VM": "1",
-        "MGCAP_FIRST_KERNEL": "1" if first else "0",
+        # "i/n": this boot is the i-th of the n kernels of the run; a test marked
+        # once(slot=k) runs only in the boot with i == k % n (tests/vm/conftest.py)
+        "MGCAP_SHARE": share,
         "MGCAP_ROOT": str(ROOT),
         "MGCAP_BUILD": str(BUILD / kernel),
         "MGCAP_OUT": str(out),
@@ -71,8 +75,10 @@ def scan_kernel_log(text: str, whole: bool = False) -> list[str]:
     return [line for line in lines if BAD_KERNEL_LOG.search(line)]
 
 
-def boot(cmd: list[str], console_path: Path, timeout: int) -> tuple[bool, float]:
-    """Run vng, copying its console to console_path; (timed out, seconds)."""
+def boot(cmd: list[str], console_path: Path, timeout: int, tag: str = "") -> tuple[bool, float]:
+    """Run vng, copying its console to console_path; (timed out, seconds).
+
+    Lines other than kernel messages also go to stdout, after tag."""
     start = time.monotonic()
     console = console_path.open("w")
     proc = subprocess.Popen(
@@ -84,7 +90,7 @@ def boot(cmd: list[str], console_path: Path, timeout: int) -> tuple[bool, float]
         for line in proc.stdout:
             console.write(line)
             if not KERNEL_LINE.match(line):
-                sys.stdout.write(line)
+                sys.stdout.write(tag + line)
                 sys.stdout.flush()
             if time.monotonic() - start > timeout:
                 timed_out = True
@@ -101,9 +107,10 @@ def run_kernel(
     command: str,
     timeout: int,
     extra_qemu: str | None,
-    first: bool = True,
+    share: str = "0/1",
     append: str = APPEND,
     trees: str = "",
+    tag: str = "",
 ) -> bool:
     out = BUILD / kernel / "vm"
     if out.exists():
@@ -126,14 +133,14 @@ def run_kernel(
         "--rwdir", str(ROOT),
         *(["--rwdir", str(BUILD)] if not BUILD.is_relative_to(ROOT) else []),
         "--verbose",
-        "--exec", guest_command(kernel, out, command, first, trees),
+        "--exec", guest_command(kernel, out, command, share, trees),
     ]  # fmt: skip
     if extra_qemu:
         # bundled with "=": vng's parser takes a separate "-device ..." for an option
         cmd += [f"--qemu-opts={extra_qemu}"]
     for attempt in range(1, BOOT_ATTEMPTS + 1):
         print(f"== {kernel}: booting (TCG, 2 vCPUs)", flush=True)
-        timed_out, elapsed = boot(cmd, out / "console.log", timeout)
+        timed_out, elapsed = boot(cmd, out / "console.log", timeout, tag)
         console = (out / "console.log").read_text(errors="replace")
         if timed_out or (out / "rc").exists() or BEGIN_MARK in console:
             break
@@ -180,22 +187,39 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--kernel", action="append", default=[], help="all, 6.1, 6.12 or a version")
     ap.add_argument("--exec", dest="command", help="shell command to run instead of the VM tests")
-    ap.add_argument("--timeout", type=int, default=2700, help="seconds per kernel")
+    ap.add_argument("--timeout", type=int, default=3600, help="seconds per kernel")
     ap.add_argument("--qemu-opts", help="extra qemu options (e.g. emulated NICs)")
     ap.add_argument("--append", default=APPEND, help="kernel command line (default: %(default)s)")
+    ap.add_argument(
+        "--parallel",
+        action="store_true",
+        help="boot every kernel at once (the guests' Python is mostly one busy vCPU each)",
+    )
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("vmrun: needs root (qemu, module builds)")
     pytest_args = [a for a in args.pytest_args if a != "--"]
     command = args.command or "pytest " + " ".join(shlex.quote(a) for a in pytest_args)
-    results = {}
     trees = pytrees.prepare(BUILD / "pytrees")
-    for i, kernel in enumerate(kernels.resolve(args.kernel or ["all"])):
-        results[kernel] = run_kernel(
-            kernel, command, args.timeout, args.qemu_opts, first=i == 0, append=args.append,
-            trees=trees,
+    with contextlib.suppress(FileNotFoundError):
+        kernel_tools.tree()  # once, before the kernels' runs, which may be parallel
+    chosen = kernels.resolve(args.kernel or ["all"])
+
+    def run(i: int, kernel: str) -> bool:
+        return run_kernel(
+            kernel, command, args.timeout, args.qemu_opts, share=f"{i}/{len(chosen)}",
+            append=args.append,
+            trees=trees, tag=f"[{kernel}] " if args.parallel else "",
         )  # fmt: skip
+
+    if args.parallel and len(chosen) > 1:
+        with ThreadPoolExecutor(len(chosen)) as pool:
+            futures = [pool.submit(run, i, k) for i, k in enumerate(chosen)]
+            oks = [f.result() for f in futures]
+    else:
+        oks = [run(i, k) for i, k in enumerate(chosen)]
+    results = dict(zip(chosen, oks, strict=True))
     print("== summary: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in results.items()))
     sys.exit(0 if all(results.values()) else 1)
 

@@ -40,6 +40,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.vm)
             if not IN_VM:
                 item.add_marker(skip)
+            elif (why := not_this_boot(item)) is not None:
+                item.add_marker(pytest.mark.skip(reason=why))
+
+
+def not_this_boot(item: pytest.Item) -> str | None:
+    """Why a test marked once(slot=k, why=...) does not run in this boot, or None.
+
+    Such a test checks user space (mgctl's, mgdump's logic, a tool's plumbing), not
+    the kernel: a run over n kernels runs it in one boot only, the (k % n)-th, so
+    that these costly tests are spread over the kernels' boots (which vmrun.py can
+    run in parallel). A run on one kernel runs all of them."""
+    mark = item.get_closest_marker("once")
+    if mark is None:
+        return None
+    index, _, count = os.environ.get("MGCAP_SHARE", "0/1").partition("/")
+    n = max(int(count or 1), 1)
+    if int(mark.kwargs.get("slot", 0)) % n == int(index):
+        return None
+    return f"{mark.kwargs.get('why', 'user space only')}: runs in another kernel's boot of this run"
 
 
 def sh(cmd: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -34,10 +34,9 @@ def play(tmp: Path, **extra: str) -> tuple[int, str]:
     return int(m.group(1)), proc.stdout
 
 
-@pytest.mark.skipif(
-    os.environ.get("MGCAP_FIRST_KERNEL") == "0",
-    reason="mgctl's logic, not the kernel's: runs in the first kernel's boot only "
-    "(three playbook runs cost about five minutes under TCG)",
+@pytest.mark.once(
+    slot=0,
+    why="mgctl's logic, not the kernel's (three playbook runs cost about five minutes under TCG)",
 )
 def test_playbook_idempotent(mgcap: Module, tmp_path: Path) -> None:
     """Twice with the same variables: the first run starts capture, the second changes

@@ -2,7 +2,6 @@
 once with a few thousand frames, the accounting exact, the table rendered."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +13,9 @@ from tests.bench.rows import smoke_rows
 from tests.vm.conftest import Module
 
 
-@pytest.mark.skipif(
-    os.environ.get("MGCAP_FIRST_KERNEL") == "0",
-    reason="the benchmark's plumbing, not the kernel's: runs in the first kernel's boot only "
-    "(it costs about ten minutes of a boot under TCG)",
+@pytest.mark.once(
+    slot=0,
+    why="the benchmark's plumbing, not the kernel's (it costs minutes of a boot under TCG)",
 )
 def test_bench_smoke(mgcap: Module, tmp_path: Path) -> None:
     raw_path = tmp_path / "raw.json"

@@ -39,6 +39,10 @@ from tests.vm.conftest import (
 )
 
 TSHARK_TIMEOUT = 900  # tshark and four Python starts under TCG, on a shared host
+pytestmark = pytest.mark.once(
+    slot=1,
+    why="the extcap's logic over mgdump's session, not the kernel's (tshark costs minutes)",
+)
 OUT = Path(os.environ.get("MGCAP_OUT", "/tmp")) / "extcap"
 SYSFS_LO = Path("/sys/class/mgcap/lo")
 
