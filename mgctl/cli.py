@@ -11,10 +11,10 @@
     mgctl help [COMMAND]
 
 Options before the command: -j (JSON), -p (pretty JSON), -s (statistics; -s -s per
-CPU), -V (version). Commands match by unique prefix in a fixed order (show, start,
-stop, set, monitor, hwtstamp, help), keywords by unique prefix, like ip; `snaplen 0`
-is the whole frame. Exit status: 0 done, 1 refused by the kernel (or module
-missing, no permission), 2 usage error.
+CPU), -n NETNS (in that network namespace, as ip -n), -V (version). Commands match
+by unique prefix in a fixed order (show, start, stop, set, monitor, hwtstamp, help),
+keywords by unique prefix, like ip; `snaplen 0` is the whole frame. Exit status: 0
+done, 1 refused by the kernel (or module missing, no permission), 2 usage error.
 """
 
 from collections.abc import Callable
@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from mgctl import __version__, grammar, output, spec
+from mgctl import __version__, grammar, netns, output, spec
 from mgctl.api import RX_ALIASES, Lost, Mgcap, MgcapError, Result, link_type_of
 from mgctl.filter import FilterError, compile_filter
 from mgctl.grammar import HelpRequested
@@ -160,6 +160,13 @@ def options(
     json_: bool = typer.Option(False, "-j", "--json", help="JSON output."),
     pretty: bool = typer.Option(False, "-p", "--pretty", help="Indent JSON output."),
     stats: int = typer.Option(0, "-s", "--stats", count=True, help="Counters; twice: per CPU."),
+    namespace: str | None = typer.Option(
+        None,
+        "-n",
+        "--netns",
+        metavar="NETNS",
+        help="Run in network namespace NETNS (/run/netns/NETNS), as ip -n does.",
+    ),
     version: bool = typer.Option(
         False,
         "-V",
@@ -169,6 +176,12 @@ def options(
         help="Print the version of mgctl and of the loaded module.",
     ),
 ) -> None:
+    if namespace is not None:
+        try:
+            netns.enter(namespace)
+        except netns.NetnsError as e:
+            typer.echo(f"Error: {e}", err=True)
+            raise typer.Exit(1) from None
     ctx.obj = Style(json=json_, pretty=pretty, stats=stats)
 
 
