@@ -11,10 +11,12 @@
     mgctl help [COMMAND]
 
 Options before the command: -j (JSON), -p (pretty JSON), -s (statistics; -s -s per
-CPU), -V (version). Commands match by unique prefix in a fixed order (show, start,
-stop, set, monitor, hwtstamp, help), keywords by unique prefix, like ip; `snaplen 0`
-is the whole frame. Exit status: 0 done, 1 refused by the kernel (or module
-missing, no permission), 2 usage error.
+CPU), -n NETNS (in that network namespace, as ip -n), -V (version). Commands match
+by unique prefix in a fixed order (show, start, stop, set, monitor, hwtstamp, help),
+keywords by unique prefix, like ip; `snaplen 0` is the whole frame.
+
+Exit status: 0 done, 1 refused by the kernel (or module missing, no permission), 2
+usage error.
 """
 
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from typing import Any, NoReturn
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from mgctl import __version__, grammar, output, spec
+from mgctl import __version__, grammar, netns, output, spec
 from mgctl.api import RX_ALIASES, Lost, Mgcap, MgcapError, Result, link_type_of
 from mgctl.filter import FilterError, compile_filter
 from mgctl.grammar import HelpRequested
@@ -160,6 +162,13 @@ def options(
     json_: bool = typer.Option(False, "-j", "--json", help="JSON output."),
     pretty: bool = typer.Option(False, "-p", "--pretty", help="Indent JSON output."),
     stats: int = typer.Option(0, "-s", "--stats", count=True, help="Counters; twice: per CPU."),
+    namespace: str | None = typer.Option(
+        None,
+        "-n",
+        "--netns",
+        metavar="NETNS",
+        help="Run in network namespace NETNS (/run/netns/NETNS), as ip -n does.",
+    ),
     version: bool = typer.Option(
         False,
         "-V",
@@ -169,11 +178,44 @@ def options(
         help="Print the version of mgctl and of the loaded module.",
     ),
 ) -> None:
+    if namespace is not None:
+        try:
+            netns.enter(namespace)
+        except netns.NetnsError as e:
+            typer.echo(f"Error: {e}", err=True)
+            raise typer.Exit(1) from None
     ctx.obj = Style(json=json_, pretty=pretty, stats=stats)
 
 
 def _modes() -> list[str]:
     return list(spec.family().enums["mode"])
+
+
+def command_grammars() -> dict[str, grammar.Grammar]:
+    """Each command's keywords, by its name in USAGES, and how their values are read:
+    what the commands parse, and what the man page and the bash completion name."""
+    enums = spec.family().enums
+    dev: grammar.Grammar = {"dev": grammar.ifname}
+    mode = grammar.choice("mode", _modes())
+    return {
+        "start": {
+            **dev,
+            "mode": mode,
+            "snaplen": grammar.snaplen,
+            "ring-size": grammar.int_in("ring-size"),
+            "filter": grammar.filter_expr,
+        },
+        "stop": dev,
+        "set": {**dev, "mode": mode, "snaplen": grammar.snaplen, "filter": grammar.filter_expr},
+        "show": dev,
+        "monitor": {},
+        "hwtstamp show": dev,
+        "hwtstamp set": {
+            **dev,
+            "rx": grammar.choice("rx", list(enums["hwtstamp-rx"]), RX_ALIASES),
+            "tx": grammar.choice("tx", list(enums["hwtstamp-tx"])),
+        },
+    }
 
 
 @app.command(
@@ -193,17 +235,7 @@ same settings changes nothing; one that runs with other settings is an error
 (change it with set, or stop it first).""",
 )
 def start(ctx: typer.Context) -> None:
-    kw = keywords(
-        ctx,
-        {
-            "dev": grammar.ifname,
-            "mode": grammar.choice("mode", _modes()),
-            "snaplen": grammar.snaplen,
-            "ring-size": grammar.int_in("ring-size"),
-            "filter": grammar.filter_expr,
-        },
-        required=("dev",),
-    )
+    kw = keywords(ctx, command_grammars()["start"], required=("dev",))
     _check_filter(kw)
     with connect() as m:
         _run(
@@ -226,7 +258,7 @@ def start(ctx: typer.Context) -> None:
     short_help="Stop capture.",
 )
 def stop(ctx: typer.Context) -> None:
-    kw = keywords(ctx, {"dev": grammar.ifname}, required=("dev",))
+    kw = keywords(ctx, command_grammars()["stop"], required=("dev",))
     with connect() as m:
         _run(lambda: m.stop(kw["dev"], idempotent=True), style_of(ctx))
 
@@ -247,16 +279,7 @@ def stop(ctx: typer.Context) -> None:
 Keywords may be shortened to a unique prefix.""",
 )
 def set_(ctx: typer.Context) -> None:
-    kw = keywords(
-        ctx,
-        {
-            "dev": grammar.ifname,
-            "mode": grammar.choice("mode", _modes()),
-            "snaplen": grammar.snaplen,
-            "filter": grammar.filter_expr,
-        },
-        required=("dev",),
-    )
+    kw = keywords(ctx, command_grammars()["set"], required=("dev",))
     if not kw.keys() & {"mode", "snaplen", "filter"}:
         raise Usage(f"nothing to set; usage: {USAGES['set']}")
     _check_filter(kw)
@@ -292,7 +315,7 @@ def _run(action: Callable[[], Result], style: Style) -> None:
     short_help="Show captures.",
 )
 def show(ctx: typer.Context) -> None:
-    kw = keywords(ctx, {"dev": grammar.ifname})
+    kw = keywords(ctx, command_grammars()["show"])
     style = style_of(ctx)
     with connect() as m:
         try:
@@ -309,7 +332,7 @@ def show(ctx: typer.Context) -> None:
     short_help="Print starts, changes and stops.",
 )
 def monitor(ctx: typer.Context) -> None:
-    keywords(ctx, {})
+    keywords(ctx, command_grammars()["monitor"])
     style = style_of(ctx)
     with connect() as m:
         try:
@@ -348,17 +371,9 @@ def hwtstamp_help(ctx: typer.Context) -> None:
 
 def hwtstamp_set_args(args: list[str]) -> dict[str, Any]:
     """dev, and rx and/or tx (rx "ptp" is ptp-v2-event)."""
-    enums = spec.family().enums
     usage = USAGES["hwtstamp set"]
     kw = grammar.parse_keywords(
-        args,
-        {
-            "dev": grammar.ifname,
-            "rx": grammar.choice("rx", list(enums["hwtstamp-rx"]), RX_ALIASES),
-            "tx": grammar.choice("tx", list(enums["hwtstamp-tx"])),
-        },
-        required=("dev",),
-        usage=usage,
+        args, command_grammars()["hwtstamp set"], required=("dev",), usage=usage
     )
     if "rx" not in kw and "tx" not in kw:
         raise Usage(f"nothing to set; usage: {usage}")
@@ -369,7 +384,7 @@ def hwtstamp_set_args(args: list[str]) -> dict[str, Any]:
     "show", cls=KeywordCommand, context_settings=KEYWORDS, help="Show timestamping of a device."
 )
 def hwtstamp_show(ctx: typer.Context) -> None:
-    kw = keywords(ctx, {"dev": grammar.ifname}, required=("dev",))
+    kw = keywords(ctx, command_grammars()["hwtstamp show"], required=("dev",))
     with connect() as m:
         try:
             state = m.hwtstamp_get(kw["dev"])

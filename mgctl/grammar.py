@@ -101,22 +101,36 @@ def snaplen(text: str) -> int:
     return value
 
 
-def choice(
-    name: str, choices: list[str], aliases: dict[str, str] | None = None
-) -> Callable[[str], str]:
-    """One of choices (or an alias of one), by unique prefix."""
+class Choice:
+    """One of choices (or an alias of one), by unique prefix: a keyword's reader that
+    tells its values (the completion offers them, the man page lists them)."""
 
-    def conv(text: str) -> str:
-        text = (aliases or {}).get(text, text)
+    def __init__(
+        self, name: str, choices: list[str], aliases: dict[str, str] | None = None
+    ) -> None:
+        self.name = name
+        self.choices = choices
+        self.aliases = aliases or {}
+
+    @property
+    def values(self) -> list[str]:
+        """What may be typed in full: the choices, then the aliases."""
+        return [*self.choices, *(a for a in self.aliases if a not in self.choices)]
+
+    def __call__(self, text: str) -> str:
+        text = self.aliases.get(text, text)
         try:
-            hit = keyword(text, choices)
+            hit = keyword(text, self.choices)
         except Usage:
             hit = None
         if hit is None:
-            raise Usage(f'{name} "{text}" is not one of {", ".join(choices)}')
+            raise Usage(f'{self.name} "{text}" is not one of {", ".join(self.choices)}')
         return hit
 
-    return conv
+
+def choice(name: str, choices: list[str], aliases: dict[str, str] | None = None) -> Choice:
+    """One of choices (or an alias of one), by unique prefix."""
+    return Choice(name, choices, aliases)
 
 
 def ifname(text: str) -> str:

@@ -77,7 +77,7 @@ def test_version(
     assert out.splitlines()[0] == f"mgctl version {mgctl.__version__}"
 
 
-GRAMMAR = {
+GRAMMAR: grammar.Grammar = {
     "dev": grammar.ifname,
     "snaplen": grammar.snaplen,
     "mode": grammar.choice("mode", ["drop", "mirror"]),
