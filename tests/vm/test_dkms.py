@@ -114,8 +114,9 @@ def test_deb_dkms_modprobe_and_autoload(throwaway_install: Module, tmp_path: Pat
     dkms_id = build_id(ko, tmp_path)
     assert dkms_id, f"{ko} has no build-id note"
 
-    # modprobe loads the module DKMS built (not build/kernel/mgcap.ko, which
-    # another build of the same sources made: its build-id differs)
+    # modprobe loads the module DKMS built: the loaded module's build-id is the
+    # installed file's (build/kernel/mgcap.ko, built from the same sources in
+    # another directory, normally has another: noted when it does not)
     sh("modprobe mgcap")
     assert Path("/sys/module/mgcap/version").read_text().strip() == VERSION
     assert loaded_build_id() == dkms_id
