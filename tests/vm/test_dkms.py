@@ -91,6 +91,11 @@ def throwaway_install(mgcap: Module) -> Iterator[Module]:
         assert installed_path() is None, "mgcap is still installed after dpkg --purge"
 
 
+@pytest.mark.skipif(
+    os.environ.get("MGCAP_FIRST_KERNEL") == "0",
+    reason="costly under TCG (measured on 6.12: dpkg-buildpackage 269 s in the guest, "
+    "the DKMS build in dpkg -i over 5 min): runs in the first kernel's boot only",
+)
 def test_deb_dkms_modprobe_and_autoload(throwaway_install: Module, tmp_path: Path) -> None:
     t0 = time.monotonic()
     deb = build_deb(tmp_path / "deb")
