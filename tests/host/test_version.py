@@ -1,5 +1,7 @@
 """One version, written in one place (kernel/VERSION): pyproject.toml, mgctl,
-dkms.conf and the module (MODULE_VERSION, checked in the VM) all read it."""
+dkms.conf and the module (MODULE_VERSION, checked in the VM) all read it.
+debian/changelog is the one other file that must say it (dpkg takes a
+package's version from nowhere else): it is checked to agree."""
 
 import re
 import subprocess
@@ -8,8 +10,10 @@ from pathlib import Path
 
 import mgctl
 from mgctl.version import VERSION_FILE
+from tests.pkg.deb import changelog_version
 
 ROOT = Path(__file__).resolve().parents[2]
+CHANGELOG = ROOT / "debian" / "changelog"
 
 
 def _version() -> str:
@@ -56,8 +60,16 @@ def test_no_other_file_holds_the_version() -> None:
     holders = []
     for name in filter(None, files):
         path = ROOT / name.decode()
-        if path == VERSION_FILE or not path.is_file():
+        if path in (VERSION_FILE, CHANGELOG) or not path.is_file():
             continue
         if literal.search(path.read_bytes()):
             holders.append(name.decode())
     assert holders == [], f"the version is written in kernel/VERSION only, not in {holders}"
+
+
+def test_debian_changelog_agrees() -> None:
+    # a native package: the Debian version is the upstream one, no revision
+    assert changelog_version(CHANGELOG) == _version(), (
+        "debian/changelog's newest entry must be kernel/VERSION's version "
+        "(dch -v $(cat kernel/VERSION) when the version changes)"
+    )
