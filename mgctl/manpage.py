@@ -125,7 +125,10 @@ def options(command: Command, ctx: Context) -> str:
     for p in params_of(command, ctx):
         help_text = getattr(p, "help", None) or ""
         if p.param_type_name == "option":
-            names = ", ".join(f"\\fB{escape(o)}\\fR" for o in [*p.opts, *p.secondary_opts])
+            # short names first (click keeps the help option's names in a set,
+            # whose order changes with every interpreter's hash seed)
+            opts = sorted([*p.opts, *p.secondary_opts], key=lambda o: o.startswith("--"))
+            names = ", ".join(f"\\fB{escape(o)}\\fR" for o in opts)
             takes_value = not p.is_flag and not p.count
             value = f" \\fI{escape(p.metavar or (p.name or '').upper())}\\fR" if takes_value else ""
             if takes_value and p.default is not None and p.show_default is not False:
