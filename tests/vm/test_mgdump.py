@@ -45,6 +45,11 @@ from tests.vm.test_hwtstamp import (
 from tests.vm.test_hwtstamp import mgts as mgts_fixture
 
 mgts = mgts_fixture  # the test NIC's fixture, under its own name
+pytestmark = pytest.mark.once(
+    slot=0,
+    why="mgdump's logic (files, rotation, counts, errors): the kernel paths it uses "
+    "have their own tests in every boot",
+)
 
 MGDUMP = Path(sys.executable).with_name("mgdump")
 

@@ -31,6 +31,11 @@ from tests.vm.conftest import (
     tshark_fields,
 )
 
+pytestmark = pytest.mark.once(
+    slot=1,
+    why="mgdump's filter options; the kernel's filters are tested in every boot (test_filter.py)",
+)
+
 EXPR = "udp and dst port 7001"
 PINGS, REJECTED_UDP, ACCEPTED_UDP = 5, 40, 30
 DEADLINE = 300.0  # seconds any one mgdump run may take before it is interrupted

@@ -32,6 +32,11 @@ from tests.vm.conftest import (
     tshark_fields,
 )
 
+pytestmark = pytest.mark.once(
+    slot=1,
+    why="mgdump's tcpdump habits, user space only",
+)
+
 MGDUMP = Path(sys.executable).with_name("mgdump")
 DEADLINE = 300.0  # seconds any one mgdump run may take before it is interrupted
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
