@@ -82,10 +82,10 @@ def build_image(tree: Tree, dest: Path) -> Path:
             if (tree.path / name).is_dir():
                 (staging / name).mkdir()
         source = staging
-    used = sum(
-        os.lstat(os.path.join(d, f)).st_size for d, _, files in os.walk(source) for f in files
-    )
-    files = sum(len(fs) + len(ds) for _, ds, fs in os.walk(source))
+    used = files = 0
+    for d, dirnames, filenames in os.walk(source):
+        files += len(dirnames) + len(filenames)
+        used += sum(os.lstat(os.path.join(d, f)).st_size for f in filenames)
     size_mib = used * 13 // 10 // (1 << 20) + 64  # room for metadata and small files' blocks
     image.unlink(missing_ok=True)
     subprocess.run(
@@ -107,10 +107,8 @@ def prepare(dest: Path) -> str:
     if shutil.which("mkfs.ext4") is None:
         print("== python trees stay on 9p: no mkfs.ext4 (apt install e2fsprogs)", flush=True)
         return ""
-    pairs = []
-    for tree in python_trees():
-        image = build_image(tree, dest)
-        if " " in str(image) or " " in str(tree.path) or "=" in str(image):
-            return ""
-        pairs.append(f"{image}={tree.path}")
-    return " ".join(pairs)
+    trees = python_trees()
+    # guest.sh splits the value at spaces and at the first "="
+    if "=" in str(dest) or any(" " in str(p) for p in [dest, *(t.path for t in trees)]):
+        return ""
+    return " ".join(f"{build_image(tree, dest)}={tree.path}" for tree in trees)
