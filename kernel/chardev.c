@@ -35,7 +35,8 @@ struct mgcap_file {
 	struct mgcap_ring *ring;	/* bound ring, or NULL */
 	unsigned int next_ring;		/* where an unbound read starts */
 	atomic_t maps;			/* mappings of the ring: stays bound */
-	struct mutex lock;		/* binding, mapping, the relay */
+	struct mutex bind_lock;		/* one MGCAP_IOC_BIND_RING at a time */
+	struct mutex lock;		/* mf->ring, mapping, the relay */
 	wait_queue_head_t poll_wq;
 	struct wait_queue_entry relay;
 	wait_queue_head_t *relay_on;	/* where relay is queued, or NULL */
@@ -63,14 +64,33 @@ static struct class mgcap_class = {
 	.dev_groups = mgcap_dev_groups,
 };
 
+/*
+ * The ring the file is bound to, or NULL.  mf->ring changes under mf->lock
+ * (mgcap_bind()) but is read without it: load it once.  A ring lives as long
+ * as its capture, which the file holds.
+ */
+static struct mgcap_ring *mgcap_file_ring(struct mgcap_file *mf)
+{
+	return READ_ONCE(mf->ring);
+}
+
+/* the queue the file's wakeups come from */
+static wait_queue_head_t *mgcap_file_wq(struct mgcap_file *mf)
+{
+	struct mgcap_ring *ring = mgcap_file_ring(mf);
+
+	return ring ? &ring->wq : &mf->cap->wq_any;
+}
+
 /* is there a record this file may read? */
 static bool mgcap_file_readable(struct mgcap_file *mf)
 {
+	struct mgcap_ring *bound = mgcap_file_ring(mf);
 	struct mgcap_capture *cap = mf->cap;
 	unsigned int cpu;
 
-	if (mf->ring)
-		return !mgcap_ring_empty(mf->ring);
+	if (bound)
+		return !mgcap_ring_empty(bound);
 	for (cpu = 0; cpu < cap->nr_rings; cpu++) {
 		struct mgcap_ring *ring = cap->rings[cpu];
 
@@ -172,11 +192,12 @@ static ssize_t mgcap_read_all(struct mgcap_file *mf, struct file *file,
 static ssize_t mgcap_read_once(struct mgcap_file *mf, struct file *file,
 			       char __user *buf, size_t count)
 {
+	struct mgcap_ring *ring = mgcap_file_ring(mf);
 	ssize_t n;
 
-	if (!mf->ring)
+	if (!ring)
 		return mgcap_read_all(mf, file, buf, count);
-	n = mgcap_read_ring(mf->ring, file, buf, count);
+	n = mgcap_read_ring(ring, file, buf, count);
 	return n == -EMSGSIZE ? -EINVAL : n;
 }
 
@@ -202,7 +223,7 @@ static ssize_t mgcap_read(struct file *file, char __user *buf, size_t count,
 			return mgcap_read_once(mf, file, buf, count);
 		if (file->f_flags & O_NONBLOCK)
 			return -EAGAIN;
-		wq = mf->ring ? &mf->ring->wq : &cap->wq_any;
+		wq = mgcap_file_wq(mf);
 		err = wait_event_interruptible(*wq, mgcap_file_readable(mf) ||
 					       READ_ONCE(cap->stopped));
 		if (err)
@@ -217,12 +238,6 @@ static int mgcap_relay_wake(struct wait_queue_entry *wait, unsigned int mode,
 
 	wake_up_interruptible(&mf->poll_wq);
 	return 0;
-}
-
-/* the queue the file's wakeups come from */
-static wait_queue_head_t *mgcap_file_wq(struct mgcap_file *mf)
-{
-	return mf->ring ? &mf->ring->wq : &mf->cap->wq_any;
 }
 
 /* queue the relay where the file's wakeups come from; under mf->lock */
@@ -263,14 +278,13 @@ static __poll_t mgcap_poll(struct file *file, poll_table *wait)
 }
 
 /*
- * Give the bound ring back.  A consumer position that a mmap reader left
- * impossible (more than a ring ahead of or behind the producer) would make
- * every later reader fail with EIO and the producer drop everything: the
+ * Give a ring this file owned back.  A consumer position that a mmap reader
+ * left impossible (more than a ring ahead of or behind the producer) would
+ * make every later reader fail with EIO and the producer drop everything: the
  * ring is emptied instead.
  */
-static void mgcap_unbind(struct mgcap_file *mf, struct file *file)
+static void mgcap_unbind(struct mgcap_ring *ring)
 {
-	struct mgcap_ring *ring = mf->ring;
 	char name[IFNAMSIZ];
 	u64 cons, prod;
 
@@ -290,10 +304,16 @@ static void mgcap_unbind(struct mgcap_file *mf, struct file *file)
 	mgcap_ring_wake(ring);
 }
 
+/*
+ * Lock order: mmap_lock -> mf->lock (mmap), ring->consumer_lock -> mmap_lock
+ * (read() copies to user space under the consumer lock, and may fault), so a
+ * ring's consumer lock is never taken under mf->lock: the new ring is claimed
+ * before, the old one given back after, mf->ring switched in between.
+ */
 static int mgcap_bind(struct mgcap_file *mf, struct file *file, u32 cpu)
 {
 	struct mgcap_capture *cap = mf->cap;
-	struct mgcap_ring *ring = NULL;
+	struct mgcap_ring *ring = NULL, *old;
 	int err = 0;
 
 	if (cpu != MGCAP_RING_UNBOUND) {
@@ -302,13 +322,9 @@ static int mgcap_bind(struct mgcap_file *mf, struct file *file, u32 cpu)
 		ring = cap->rings[cpu];
 	}
 
-	mutex_lock(&mf->lock);
+	mutex_lock(&mf->bind_lock);
 	if (ring == mf->ring)
 		goto out;
-	if (atomic_read(&mf->maps)) {
-		err = -EBUSY;
-		goto out;
-	}
 	if (ring) {
 		mutex_lock(&ring->consumer_lock);
 		if (ring->owner)
@@ -319,14 +335,25 @@ static int mgcap_bind(struct mgcap_file *mf, struct file *file, u32 cpu)
 		if (err)
 			goto out;
 	}
-	if (mf->ring)
-		mgcap_unbind(mf, file);
-	mf->ring = ring;
+	mutex_lock(&mf->lock);
+	/* a mapping keeps the file bound to what it maps */
+	if (atomic_read(&mf->maps)) {
+		mutex_unlock(&mf->lock);
+		if (ring)
+			mgcap_unbind(ring);
+		err = -EBUSY;
+		goto out;
+	}
+	old = mf->ring;
+	WRITE_ONCE(mf->ring, ring);
 	mgcap_relay_move(mf, false);
 	/* pollers look again, at the new ring */
 	wake_up_interruptible(&mf->poll_wq);
-out:
 	mutex_unlock(&mf->lock);
+	if (old)
+		mgcap_unbind(old);
+out:
+	mutex_unlock(&mf->bind_lock);
 	return err;
 }
 
@@ -340,6 +367,7 @@ static long mgcap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct mgcap_file *mf = file->private_data;
 	struct mgcap_capture *cap = mf->cap;
+	struct mgcap_ring *bound;
 	void __user *uarg = (void __user *)arg;
 	struct mgcap_stats stats;
 	struct mgcap_info info;
@@ -358,7 +386,8 @@ static long mgcap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		info.snaplen = READ_ONCE(cap->snaplen);
 		info.ring_size = cap->ring_size;
 		info.nr_rings = cap->nr_rings;
-		info.bound_ring = mf->ring ? mf->ring->cpu : MGCAP_RING_UNBOUND;
+		bound = mgcap_file_ring(mf);
+		info.bound_ring = bound ? bound->cpu : MGCAP_RING_UNBOUND;
 		info.interface_id = READ_ONCE(cap->ifid);
 		info.link_type = cap->link_type;
 		return copy_to_user(uarg, &info, sizeof(info)) ? -EFAULT : 0;
@@ -465,6 +494,7 @@ static int mgcap_open(struct inode *inode, struct file *file)
 	}
 
 	mf->cap = cap;
+	mutex_init(&mf->bind_lock);
 	mutex_init(&mf->lock);
 	init_waitqueue_head(&mf->poll_wq);
 	init_waitqueue_func_entry(&mf->relay, mgcap_relay_wake);
@@ -481,9 +511,10 @@ static int mgcap_release(struct inode *inode, struct file *file)
 		remove_wait_queue(mf->relay_on, &mf->relay);
 	/* no mapping is left: each holds the file */
 	if (mf->ring)
-		mgcap_unbind(mf, file);
+		mgcap_unbind(mf->ring);
 	mgcap_capture_put(mf->cap);
 	mutex_destroy(&mf->lock);
+	mutex_destroy(&mf->bind_lock);
 	kfree(mf);
 	return 0;
 }

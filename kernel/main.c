@@ -80,6 +80,18 @@ static struct notifier_block mgcap_netdev_notifier = {
 	.notifier_call = mgcap_netdev_event,
 };
 
+/*
+ * An extack message for the kernel log at load time: NL_SET_ERR_MSG_MOD put
+ * "mgcap: " in front of it, which the log line already has.
+ */
+static const char *mgcap_load_msg(const struct netlink_ext_ack *extack,
+				  const char *fallback)
+{
+	if (!extack->_msg)
+		return fallback;
+	return extack->_msg + str_has_prefix(extack->_msg, KBUILD_MODNAME ": ");
+}
+
 /* ifname=a,b: start mirror capture on each, all or nothing */
 static int mgcap_start_param_devices(void)
 {
@@ -116,7 +128,7 @@ static int mgcap_start_param_devices(void)
 			if (!IS_ERR(cap))
 				mgcap_capture_put(cap);
 			pr_err("mgcap: %s: %s (%d)\n", name,
-			       extack._msg ? extack._msg : "cannot start", err);
+			       mgcap_load_msg(&extack, "cannot start"), err);
 			break;
 		}
 	}
@@ -142,7 +154,8 @@ static int __init mgcap_init(void)
 	}
 	err = mgcap_validate_ring_size(ring_size, snaplen, &extack);
 	if (err) {
-		pr_err("mgcap: ring_size=%u: %s\n", ring_size, extack._msg);
+		pr_err("mgcap: ring_size=%u: %s\n", ring_size,
+		       mgcap_load_msg(&extack, "invalid"));
 		return err;
 	}
 

@@ -33,6 +33,7 @@ module is told what was applied; stop() puts its saved configuration back.
 import contextlib
 import errno
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,6 +227,46 @@ def _explain(e: NetlinkError) -> MgcapError:
     return MgcapError(msg, e.code)
 
 
+# where modprobe looks, a directory per kernel release (kmod's default)
+MODULES_ROOT = Path("/lib/modules")
+# mgcap.ko, maybe compressed, as a line of modules.dep names it (its path, a colon)
+_MODULES_DEP_LINE = re.compile(rb"^(?:[^:\n]*/)?mgcap\.ko(?:\.\w+)?:", re.MULTILINE)
+
+
+def module_installed(modules_dir: Path) -> bool | None:
+    """Whether modprobe can load mgcap from modules_dir (one kernel's /lib/modules/X):
+    whether depmod put it in modules.dep there.  False too if the directory does not
+    exist; None when it cannot be told (no index, or no reading it: under systemd's
+    ProtectKernelModules= the directory is inaccessible)."""
+    try:
+        dep = (modules_dir / "modules.dep").read_bytes()
+        return b"mgcap.ko" in dep and _MODULES_DEP_LINE.search(dep) is not None
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    try:
+        modules_dir.stat()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass
+    return None
+
+
+def module_missing(release: str | None = None) -> str:
+    """What to say when the mgcap family is missing (one line): the modprobe hint when
+    the module is installed for the running kernel, else where to get it."""
+    release = release or os.uname().release
+    if module_installed(MODULES_ROOT / release) is False:
+        return (
+            f"mgcap module not loaded, and not installed for kernel {release} "
+            "(install it with DKMS as docs/install.md says, or insmod kernel/mgcap.ko "
+            "from a build)"
+        )
+    return "mgcap module not loaded (modprobe mgcap)"
+
+
 class Mgcap:
     """A connection to the mgcap family of the caller's network namespace."""
 
@@ -233,7 +274,7 @@ class Mgcap:
         try:
             self.nl = MgcapNetlink()
         except FamilyMissing as e:
-            raise MgcapError("mgcap module not loaded (modprobe mgcap)", e.errno or 0) from e
+            raise MgcapError(module_missing(), e.errno or 0) from e
         self.family = self.nl.family
 
     def close(self) -> None:
@@ -250,7 +291,11 @@ class Mgcap:
         try:
             return self.nl.do(op, **attrs)
         except NetlinkError as e:
-            raise _explain(e) from e
+            err = _explain(e)
+            if e.code == errno.ENODEV and attrs.get("ifname"):
+                # which device, as `ip` says (the kernel's message has no name)
+                err = MgcapError(f"{attrs['ifname']}: {err.message}", e.code)
+            raise err from e
 
     def _do(self, op: str, **attrs: Any) -> DevState | None:
         reply = self._request(op, **attrs)

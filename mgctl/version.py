@@ -7,7 +7,6 @@ another checkout's editable install); an installed package, which has no
 kernel/ beside it, asks its metadata.
 """
 
-from importlib import metadata
 from pathlib import Path
 
 VERSION_FILE = Path(__file__).resolve().parent.parent / "kernel" / "VERSION"
@@ -18,6 +17,8 @@ def version() -> str:
         return VERSION_FILE.read_text().strip()
     except OSError:
         pass
+    from importlib import metadata  # only then: 50 ms of imports
+
     try:
         return metadata.version("mgcap")
     except metadata.PackageNotFoundError:

@@ -12,8 +12,6 @@ and a note says the module is not loaded.
 
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
-
 from mgctl.api import DevState, Mgcap, MgcapError
 
 IFF_UP = 0x1
@@ -48,6 +46,8 @@ class Link:
 
 
 def links() -> list[Link]:
+    from pyroute2 import IPRoute  # only for -D: pyroute2's whole package is slow to import
+
     with IPRoute() as ipr:
         return [
             Link(

@@ -14,6 +14,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # $MGCAP_BUILD_ROOT lets two checkouts' runs keep their builds and logs apart
 BUILD = Path(os.environ.get("MGCAP_BUILD_ROOT", ROOT / "build"))
+# the debug kernel's tree (tests/harness/debug_kernel.py), "debug" in --kernel
+DEBUG = "debug"
+DEBUG_TREE = BUILD / "debug-kernel" / "linux"
+
+
+def kdir(kernel: str) -> Path:
+    """The tree to build modules against: Debian's headers, or the debug kernel's."""
+    return DEBUG_TREE if kernel == DEBUG else Path(f"/lib/modules/{kernel}/build")
 
 
 def build_module(src: Path, kernel: str, *, sparse: bool = True) -> Path:
@@ -22,7 +30,7 @@ def build_module(src: Path, kernel: str, *, sparse: bool = True) -> Path:
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(src, out, ignore=shutil.ignore_patterns("*.o", "*.ko", ".*.cmd", "*.mod*"))
-    cmd = ["make", "-C", str(out), f"KDIR=/lib/modules/{kernel}/build", "W=1"]
+    cmd = ["make", "-C", str(out), f"KDIR={kdir(kernel)}", "W=1"]
     if sparse and shutil.which("sparse"):
         cmd.append("C=1")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

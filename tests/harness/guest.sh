@@ -39,7 +39,10 @@ pytest*)
 	;;
 esac
 # scan for leaks the tests left (kmemleak is only there on debug kernels)
+# (an object is reported once it was unreferenced for 5 s: scan, wait, scan again)
 if [ -w /sys/kernel/debug/kmemleak ]; then
+	echo scan > /sys/kernel/debug/kmemleak
+	sleep 6
 	echo scan > /sys/kernel/debug/kmemleak
 	cat /sys/kernel/debug/kmemleak > "$MGCAP_OUT/kmemleak.txt"
 fi

@@ -20,13 +20,16 @@ def _version_key(ver: str) -> list[int]:
 
 
 def resolve(selectors: list[str]) -> list[str]:
-    """'all', an exact version, or a prefix such as '6.1' or '6.12' (longest match wins)."""
+    """'all', an exact version, a prefix such as '6.1' or '6.12' (longest match wins),
+    or 'debug': the debug kernel (tests/harness/debug_kernel.py; 'all' leaves it out)."""
     have = installed()
     if not have:
         raise SystemExit("no kernel with headers installed: run .ci/setup")
     out: list[str] = []
     for sel in selectors:
-        if sel == "all":
+        if sel == "debug":
+            picks = [sel]
+        elif sel == "all":
             picks = have
         elif sel in have:
             picks = [sel]

@@ -7,32 +7,41 @@
 
 For each kernel: build mgcap.ko (W=1, sparse, warnings fail), boot once with the
 memory-error detectors on, run everything inside, and fail if the command fails,
-ran no test, or the guest's kernel log shows a WARN, BUG, KFENCE or similar report.
+ran no test or skipped them all, or the guest's kernel log shows a WARN, BUG, KFENCE
+or similar report. The timeout holds per boot, whether or not the guest prints.
 """
 
 import argparse
 import contextlib
 import os
 import re
+import select
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TextIO
+from xml.etree import ElementTree
 
-from tests.harness import kernel_tools, kernels, pytrees
-from tests.harness.build import BUILD, ROOT, build_module
+from tests.harness import debug_kernel, kernel_log, kernel_tools, kernels, pytrees
+from tests.harness.build import BUILD, DEBUG, DEBUG_TREE, ROOT, build_module
+from tests.harness.kmemleak import mgcap_leaks
+from tests.pkg import prebuilt
 
 APPEND = "slub_debug=FZPU kfence.sample_interval=10 panic_on_warn=1 panic=-1"
-BAD_KERNEL_LOG = re.compile(
-    r"WARNING:|\bBUG[: ]|KFENCE|Oops|general protection fault|UBSAN|KASAN|"
-    r"Call Trace|list_(add|del) corruption|refcount_t:|kmemleak|Kernel panic|"
-    r"unreferenced object|INFO: task .* blocked"
-)
+# the debug kernel's leak detector is off until asked for (DEBUG_KMEMLEAK_DEFAULT_OFF)
+DEBUG_APPEND = "kmemleak=on"
 KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\]")
 BEGIN_MARK = "mgcap-vm: guest command begins"
+# two emulated NICs on one hub, for the e1000e test (test_hwtstamp.py): a real driver
+NICS = (
+    "-device e1000e,netdev=h0 -netdev hubport,id=h0,hubid=0 "
+    "-device e1000e,netdev=h1 -netdev hubport,id=h1,hubid=0"
+)
 # boots that die before the guest command begins are tried again, this often in all
 BOOT_ATTEMPTS = 3
 
@@ -54,16 +63,30 @@ def guest_command(kernel: str, out: Path, command: str, share: str, trees: str =
         "MGCAP_BUILD": str(BUILD / kernel),
         "MGCAP_OUT": str(out),
         "PYTHONDONTWRITEBYTECODE": "1",
+        # output as it happens: the console shows where a hung test hangs
+        "PYTHONUNBUFFERED": "1",
         # the venv's mgctl/mgdump scripts import this checkout, not the one the
         # venv was installed from (a second worktree shares the venv)
         "PYTHONPATH": str(ROOT),
         "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
         # disk images of Python's trees that guest.sh mounts over them (pytrees.py)
         "MGCAP_PYTREES": trees,
+        # the .deb and the modules its DKMS install built on the host (test_dkms.py)
+        "MGCAP_DKMS_PREBUILT": os.environ.get("MGCAP_DKMS_PREBUILT", ""),
+        # 1: run the in-guest dpkg -i (test_dkms.py), the ansible plays (test_ansible_fleet.py)
+        "MGCAP_DKMS_VM": os.environ.get("MGCAP_DKMS_VM", ""),
+        "MGCAP_ANSIBLE_VM": os.environ.get("MGCAP_ANSIBLE_VM", ""),
+        # start/stop cycles of test_cycles.py (300 by default; 1000 on the debug kernel)
+        "MGCAP_CYCLES": os.environ.get("MGCAP_CYCLES", "1000" if kernel == DEBUG else ""),
     }
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     guest = ROOT / "tests" / "harness" / "guest.sh"
-    return f"cd {shlex.quote(str(ROOT))} && env {exports} sh {guest} {shlex.quote(command)}"
+    # the command goes through a file: vng puts the guest script on the kernel command
+    # line (2048 bytes on x86), and a longer one panics the boot (fortify, 6.12)
+    command_file = out / "command"
+    command_file.write_text(command)
+    read = f'"$(cat {shlex.quote(str(command_file))})"'
+    return f"cd {shlex.quote(str(ROOT))} && env {exports} sh {guest} {read}"
 
 
 def scan_kernel_log(text: str, whole: bool = False) -> list[str]:
@@ -72,33 +95,93 @@ def scan_kernel_log(text: str, whole: bool = False) -> list[str]:
         if BEGIN_MARK in line and not whole:
             lines = lines[i:]
             break
-    return [line for line in lines if BAD_KERNEL_LOG.search(line)]
+    return kernel_log.problems(lines)
 
 
-def boot(cmd: list[str], console_path: Path, timeout: int, tag: str = "") -> tuple[bool, float]:
+def junit_verdict(path: Path) -> str | None:
+    """Why pytest's JUnit XML shows a boot that tested nothing, or None: no file, no
+    test, or every test skipped (pytest exits 0 when all its tests skip)."""
+    if not path.exists():
+        return f"no {path.name}: pytest did not report"
+    cases = list(ElementTree.parse(path).iter("testcase"))
+    if not cases:
+        return "no test ran"
+    skips = [s for c in cases if (s := c.find("skipped")) is not None]
+    if len(skips) == len(cases):
+        reasons = sorted({s.get("message", "") for s in skips})
+        return f"all {len(cases)} tests skipped: " + "; ".join(reasons[:3])
+    return None
+
+
+# process groups of the vng runs under way: a SIGTERM kills them all (the parallel
+# runs' threads cannot be interrupted by the exception the main thread gets)
+LIVE_GROUPS: set[int] = set()
+
+
+def kill_live_groups() -> None:
+    for pgid in list(LIVE_GROUPS):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def on_sigterm(_signum: int, _frame: object) -> None:
+    """SIGTERM (timeout(1), a CI's cancel) unwinds like ^C, every guest killed first."""
+    kill_live_groups()
+    sys.exit(128 + signal.SIGTERM)
+
+
+def boot(cmd: list[str], console_path: Path, timeout: float, tag: str = "") -> tuple[bool, float]:
     """Run vng, copying its console to console_path; (timed out, seconds).
 
-    Lines other than kernel messages also go to stdout, after tag."""
+    The deadline holds whether or not the guest prints (a hung guest may be silent):
+    the loop waits for output at most until it. Then vng's whole process group is
+    killed: vng forks qemu and waits for it, so killing vng alone would leave qemu
+    running (and holding the pipe). Lines other than kernel messages also go to
+    stdout, after tag."""
     start = time.monotonic()
-    console = console_path.open("w")
+    deadline = start + timeout
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
+    LIVE_GROUPS.add(proc.pid)
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
     timed_out = False
+    pending = b""
+
+    def emit(raw: bytes, console: TextIO) -> None:
+        line = raw.removesuffix(b"\r").decode(errors="replace") + "\n"
+        console.write(line)
+        if not KERNEL_LINE.match(line):
+            sys.stdout.write(tag + line)
+            sys.stdout.flush()
+
     try:
-        for line in proc.stdout:
-            console.write(line)
-            if not KERNEL_LINE.match(line):
-                sys.stdout.write(tag + line)
-                sys.stdout.flush()
-            if time.monotonic() - start > timeout:
-                timed_out = True
-                proc.kill()
-                break
-        proc.wait(timeout=60)
+        with console_path.open("w") as console:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                if not select.select([fd], [], [], left)[0]:
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    emit(raw, console)
+                console.flush()  # console.log is live: `tail -f` shows a hang as it happens
+            if pending:
+                emit(pending, console)
     finally:
-        console.close()
+        # whatever is left of the group: everything on a timeout or an exception,
+        # nothing after a normal end
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
+        proc.wait(timeout=60)
+        LIVE_GROUPS.discard(proc.pid)
     return timed_out, time.monotonic() - start
 
 
@@ -116,6 +199,11 @@ def run_kernel(
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    image = f"/boot/vmlinuz-{kernel}"
+    if kernel == DEBUG:
+        debug_kernel.build()
+        image = str(DEBUG_TREE)  # vng finds bzImage and the modules in the tree
+        append = f"{append} {DEBUG_APPEND}"
     print(f"== {kernel}: building modules", flush=True)
     build_module(ROOT / "kernel", kernel)
     for extra in sorted((ROOT / "tests" / "kmod").glob("*/Kbuild")):
@@ -127,7 +215,7 @@ def run_kernel(
 
     cmd = [
         vng_path(),
-        "--run", f"/boot/vmlinuz-{kernel}",
+        "--run", image,
         "--disable-kvm", "--cpus", "2", "--memory", "2G",
         "--append", append,
         "--rwdir", str(ROOT),
@@ -166,11 +254,22 @@ def run_kernel(
     elif rc_file.read_text().strip() != "0":
         print(f"== {kernel}: FAILED: guest command exit status {rc_file.read_text().strip()}")
         ok = False
+    elif command.startswith("pytest") and (why := junit_verdict(out / "junit.xml")):
+        print(f"== {kernel}: FAILED: {why}")
+        ok = False
     log = (out / "console.log").read_text(errors="replace")
+    bad = scan_kernel_log(log)
     dmesg = out / "dmesg.txt"
     if dmesg.exists():
-        log += "\n" + dmesg.read_text(errors="replace")
-    bad = scan_kernel_log(log)
+        # its own begin mark: the boot's messages before it are not the tests'
+        bad += scan_kernel_log(dmesg.read_text(errors="replace"))
+    leaks_file = out / "kmemleak.txt"
+    if leaks_file.exists():
+        report = leaks_file.read_text(errors="replace")
+        others = report.count("unreferenced object")
+        leaks = mgcap_leaks(report)
+        print(f"== {kernel}: kmemleak: {len(leaks)} of {others} unreferenced objects from mgcap")
+        bad += [f"kmemleak: {leak}" for leak in leaks]
     if bad:
         print(f"== {kernel}: FAILED: the guest kernel reported problems:")
         for line in dict.fromkeys(bad):
@@ -183,25 +282,49 @@ def run_kernel(
     return ok
 
 
+def wants_dkms(command: str | None, pytest_args: list[str]) -> bool:
+    """Whether the run includes tests/vm/test_dkms.py (asked for with MGCAP_DKMS_VM=1:
+    the whole suite or it by name)."""
+    if command is not None or os.environ.get("MGCAP_DKMS_VM") != "1":
+        return False
+    paths = [a for a in pytest_args if a.startswith("tests/")]
+    return not paths or any("test_dkms" in a or a.rstrip("/") == "tests/vm" for a in paths)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--kernel", action="append", default=[], help="all, 6.1, 6.12 or a version")
+    ap.add_argument(
+        "--kernel",
+        action="append",
+        default=[],
+        help="all, 6.1, 6.12, a version, or debug (the debug kernel, built once into build/)",
+    )
     ap.add_argument("--exec", dest="command", help="shell command to run instead of the VM tests")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per kernel")
-    ap.add_argument("--qemu-opts", help="extra qemu options (e.g. emulated NICs)")
+    ap.add_argument(
+        "--qemu-opts",
+        default=NICS,
+        help="extra qemu options ('' for none; default: %(default)s, for test_hwtstamp.py)",
+    )
     ap.add_argument("--append", default=APPEND, help="kernel command line (default: %(default)s)")
     ap.add_argument(
         "--parallel",
         action="store_true",
-        help="boot every kernel at once (the guests' Python is mostly one busy vCPU each)",
+        help="boot every kernel at once (on 2 host cores this is slower than one after the "
+        "other: see docs/testing.md)",
     )
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, on_sigterm)
     if os.geteuid() != 0:
         raise SystemExit("vmrun: needs root (qemu, module builds)")
     pytest_args = [a for a in args.pytest_args if a != "--"]
     command = args.command or "pytest " + " ".join(shlex.quote(a) for a in pytest_args)
     trees = pytrees.prepare(BUILD / "pytrees")
+    pytrees.precompile(ROOT)
+    if wants_dkms(args.command, pytest_args):
+        print("== mgcap-dkms: the .deb, installed on the host for its DKMS build", flush=True)
+        os.environ["MGCAP_DKMS_PREBUILT"] = str(prebuilt.prepare(BUILD / "dkms-prebuilt"))
     with contextlib.suppress(FileNotFoundError):
         kernel_tools.tree()  # once, before the kernels' runs, which may be parallel
     chosen = kernels.resolve(args.kernel or ["all"])

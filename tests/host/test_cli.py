@@ -1,5 +1,6 @@
 """mgctl's command line without a kernel: grammar, prefixes, usage errors (exit 2)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -209,12 +210,26 @@ def test_hwtstamp_reply_and_dev_state_decoding() -> None:
 
 
 @pytest.mark.skipif(Path("/sys/module/mgcap").exists(), reason="the module is loaded here")
+@pytest.mark.parametrize("installed", [True, False])
 def test_without_the_module_one_line(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    installed: bool,
 ) -> None:
-    """A real generic-netlink socket (pyroute2) asks the kernel for the family."""
-    assert run_main(["show", "lo"], capsys, monkeypatch) == (
-        1,
-        "",
-        "Error: mgcap module not loaded (modprobe mgcap).\n",
+    """A real generic-netlink socket (pyroute2) asks the kernel for the family; the hint
+    depends on whether the module is installed for this kernel (test_module_hint.py),
+    here a fake /lib/modules."""
+    release = tmp_path / os.uname().release
+    release.mkdir()
+    (release / "modules.dep").write_text("updates/dkms/mgcap.ko.xz:\n" if installed else "")
+    monkeypatch.setattr(api, "MODULES_ROOT", tmp_path)
+    hint = (
+        "(modprobe mgcap)"
+        if installed
+        else f", and not installed for kernel {os.uname().release} (install it with DKMS"
     )
+    code, out, err = run_main(["show", "lo"], capsys, monkeypatch)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"Error: mgcap module not loaded{' ' if installed else ''}{hint}")
+    assert err.count("\n") == 1 and err.endswith(".\n")

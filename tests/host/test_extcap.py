@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mgctl import __version__, uapi
+from mgctl import __version__, api, uapi
 from mgctl.extcap import cli, config, devices
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,7 +164,7 @@ def test_capture_without_the_module_is_one_line(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     code, out, err = extcap("--extcap-interface", "mgcap:lo", "--capture", "--fifo", str(fifo))
     assert (code, out) == (1, "")
-    assert err == "mgcap-extcap: mgcap module not loaded (modprobe mgcap)\n"
+    assert err == f"mgcap-extcap: {api.module_missing()}\n"  # test_module_hint.py
     assert not fifo.exists()
 
 

@@ -1,6 +1,13 @@
-"""The VM harness's own logic: the kernel log scan and the kernel selection."""
+"""The VM harness's own logic: the kernel log scan, the boot's deadline, the verdict on
+pytest's report, the guest's environment."""
 
-from tests.harness import vmrun
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.harness import debug_kernel, kmemleak, vmrun
 
 
 def test_scan_finds_reports_after_the_begin_mark_only() -> None:
@@ -23,3 +30,162 @@ def test_scan_finds_reports_after_the_begin_mark_only() -> None:
 def test_scan_quiet_log() -> None:
     log = f"[ 1.0] {vmrun.BEGIN_MARK}\n[ 2.0] mgd0: mgcap: capture stopped\n"
     assert vmrun.scan_kernel_log(log) == []
+
+
+def test_boot_copies_the_console_and_shows_only_non_kernel_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    console = tmp_path / "console.log"
+    cmd = ["sh", "-c", r"echo 'mgcap-vm: begins'; printf '[    1.000000] kernel line\r\ntail'"]
+    timed_out, elapsed = vmrun.boot(cmd, console, timeout=60, tag="[k] ")
+    assert not timed_out and elapsed < 30
+    assert console.read_text() == "mgcap-vm: begins\n[    1.000000] kernel line\ntail\n"
+    assert capsys.readouterr().out == "[k] mgcap-vm: begins\n[k] tail\n"
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie nobody reaps counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_boot_times_out_on_a_silent_guest_and_kills_what_it_forked(tmp_path: Path) -> None:
+    """A guest that prints nothing more still ends at the deadline, and the child the
+    command forked (as vng forks qemu) dies with it."""
+    pidfile = tmp_path / "child.pid"
+    cmd = ["sh", "-c", f"echo booted; sleep 300 & echo $! > {pidfile}; wait"]
+    timed_out, elapsed = vmrun.boot(cmd, tmp_path / "console.log", timeout=3)
+    assert timed_out
+    assert 3 <= elapsed < 30
+    assert (tmp_path / "console.log").read_text() == "booted\n"
+    child = int(pidfile.read_text())
+    assert eventually(lambda: gone(child)), f"pid {child} (sleep) outlived the boot"
+
+
+def eventually(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def junit(tmp_path: Path, *cases: str) -> Path:
+    path = tmp_path / "junit.xml"
+    body = "".join(f'<testcase classname="tests.vm.t" name="t{i}">{c}</testcase>'
+                   for i, c in enumerate(cases))  # fmt: skip
+    path.write_text(f'<testsuites><testsuite name="pytest">{body}</testsuite></testsuites>')
+    return path
+
+
+SKIP = '<skipped type="pytest.skip" message="no e1000e in this VM">why</skipped>'
+
+
+def test_a_boot_that_tested_nothing_fails(tmp_path: Path) -> None:
+    assert vmrun.junit_verdict(tmp_path / "junit.xml") == "no junit.xml: pytest did not report"
+    assert vmrun.junit_verdict(junit(tmp_path)) == "no test ran"
+    assert vmrun.junit_verdict(junit(tmp_path, SKIP, SKIP)) == (
+        "all 2 tests skipped: no e1000e in this VM"
+    )
+    assert vmrun.junit_verdict(junit(tmp_path, SKIP, "")) is None
+    assert vmrun.junit_verdict(junit(tmp_path, '<failure message="x">x</failure>')) is None
+
+
+def test_guest_env_has_unbuffered_python(tmp_path: Path) -> None:
+    cmd = vmrun.guest_command("6.12", tmp_path, "pytest", "0/1")
+    assert " PYTHONUNBUFFERED=1 " in cmd
+
+
+def test_a_long_command_stays_off_the_kernel_command_line(tmp_path: Path) -> None:
+    """vng passes the guest script on the kernel command line (2048 bytes on x86): a
+    long list of tests there panicked 6.12 at boot. It goes through a file instead."""
+    command = "pytest " + " ".join(f"tests/vm/test_ring.py::test_{i:04d}" for i in range(200))
+    cmd = vmrun.guest_command("6.12", tmp_path, command, "0/1")
+    assert (tmp_path / "command").read_text() == command
+    assert "test_0199" not in cmd and len(cmd) < 1000
+
+
+KMEMLEAK_REPORT = """\
+unreferenced object 0xffff888004a1c000 (size 4096):
+  comm "mgctl", pid 812, jiffies 4295012345
+  hex dump (first 32 bytes):
+    00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  ................
+  backtrace (crc 5a1b2c3d):
+    [<ffffffff81234567>] kmemleak_alloc+0x4a/0x80
+    [<ffffffff81345678>] __kmalloc_node+0x1f0/0x3a0
+    [<ffffffffa0012345>] mgcap_ring_alloc+0x55/0x120 [mgcap]
+    [<ffffffffa0013456>] mgcap_nl_dev_start_doit+0x2a0/0x610 [mgcap]
+unreferenced object 0xffff888005b2d100 (size 64):
+  comm "swapper/0", pid 1, jiffies 4294892345
+  backtrace (crc 11223344):
+    [<ffffffff81234567>] kmemleak_alloc+0x4a/0x80
+    [<ffffffff81456789>] virtio_dev_probe+0x10/0x20
+"""
+
+
+def test_kmemleak_objects_from_mgcap_are_named_others_are_not() -> None:
+    leaks = kmemleak.mgcap_leaks(KMEMLEAK_REPORT)
+    assert len(leaks) == 1
+    assert leaks[0].startswith("unreferenced object 0xffff888004a1c000 (size 4096)")
+    assert "mgcap_ring_alloc" in leaks[0] and "mgcap_nl_dev_start_doit" in leaks[0]
+    assert kmemleak.mgcap_leaks("") == []
+
+
+def test_kmemleak_summary_line_is_not_a_report_its_errors_are() -> None:
+    summary = "[ 99.1] kmemleak: 2 new suspected memory leaks (see /sys/kernel/debug/kmemleak)"
+    broken = "[ 99.2] kmemleak: Cannot allocate a kmemleak_object structure"
+    log = f"[ 1.0] {vmrun.BEGIN_MARK}\n{summary}\n{broken}"
+    assert vmrun.scan_kernel_log(log) == [broken]
+
+
+def test_debug_config_lists_the_detectors_the_issue_names() -> None:
+    want = debug_kernel.wanted()
+    for opt in (
+        "KASAN", "KASAN_GENERIC", "KASAN_INLINE", "DEBUG_KMEMLEAK", "PROVE_LOCKING", "PROVE_RCU",
+        "DEBUG_ATOMIC_SLEEP", "KFENCE", "UBSAN_BOUNDS", "DEBUG_LIST", "MODULES", "NET_PKTGEN",
+        "DUMMY", "VETH", "NET_NS", "USER_NS", "E1000E", "PTP_1588_CLOCK", "BPF_SYSCALL",
+    ):  # fmt: skip
+        assert want.get(f"CONFIG_{opt}") in ("y", "m"), opt
+
+
+def test_debug_config_check_names_what_olddefconfig_dropped(tmp_path: Path) -> None:
+    config = tmp_path / ".config"
+    lines = [f"{k}={v}" for k, v in debug_kernel.wanted().items()]
+    config.write_text("\n".join(lines) + "\n")
+    assert debug_kernel.missing_options(config) == []
+    lines = [ln for ln in lines if not ln.startswith("CONFIG_KASAN_INLINE=")]
+    config.write_text("\n".join(lines) + "\n# CONFIG_DEBUG_LIST is not set\n")
+    config.write_text(config.read_text().replace("CONFIG_DEBUG_LIST=y\n", ""))
+    assert debug_kernel.missing_options(config) == [
+        "CONFIG_KASAN_INLINE=y (got n)",
+        "CONFIG_DEBUG_LIST=y (got n)",
+    ]
+
+
+def test_pktgen_warning_message_is_not_a_warn_but_a_warn_is() -> None:
+    pktgen = "[ 478.1] pktgen: WARNING: trying to remove a running interface, stopping it now"
+    warn = "[ 478.2] WARNING: CPU: 0 PID: 1 at net/core/dev.c:1 foo+0x1/0x2"
+    lockdep = "[ 478.3] WARNING: possible circular locking dependency detected"
+    log = f"[ 1.0] {vmrun.BEGIN_MARK}\n{pktgen}\n{warn}\n{lockdep}"
+    assert vmrun.scan_kernel_log(log) == [warn, lockdep]
+
+
+def test_sigterm_kills_every_running_guest(tmp_path: Path) -> None:
+    """A parallel run's guests run in threads that the main thread's SystemExit does
+    not reach: the SIGTERM handler kills their process groups itself."""
+    import threading
+
+    out: list[tuple[bool, float]] = []
+    t = threading.Thread(
+        target=lambda: out.append(vmrun.boot(["sleep", "600"], tmp_path / "c.log", timeout=600))
+    )
+    t.start()
+    assert eventually(lambda: bool(vmrun.LIVE_GROUPS))
+    with pytest.raises(SystemExit):
+        vmrun.on_sigterm(15, None)
+    t.join(30)
+    assert not t.is_alive() and out and not out[0][0]
+    assert not vmrun.LIVE_GROUPS

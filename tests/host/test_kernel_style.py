@@ -22,12 +22,16 @@ def test_checkpatch_strict_clean() -> None:
     files = sorted(glob.glob(str(ROOT / "kernel" / "*.[ch]")))
     files += sorted(glob.glob(str(ROOT / "kernel" / "uapi" / "mgcap.h")))
     files += sorted(glob.glob(str(ROOT / "tests" / "kmod" / "*" / "*.[ch]")))
+    assert len(files) > 10, files
     proc = subprocess.run(
         ["perl", str(checkpatch()), "--no-tree", "--strict", "--terse", "--show-types",
          # token-pasting macros name their argument twice by design
          "--ignore", "MACRO_ARG_REUSE", "-f", *files],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
     problems = [ln for ln in proc.stdout.splitlines() if ": ERROR:" in ln or ": WARNING:" in ln
                 or ": CHECK:" in ln]  # fmt: skip
     assert not problems, "\n".join(problems)
+    # and its own verdict: the status is non-zero for any report or a failure of its
+    # own (a bad option, a perl error); a file it cannot read shows on stderr only
+    assert proc.returncode == 0 and not proc.stderr, proc.stdout + proc.stderr

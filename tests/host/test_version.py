@@ -14,6 +14,8 @@ from tests.pkg.deb import changelog_version
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANGELOG = ROOT / "debian" / "changelog"
+# ansible-galaxy reads the collection's version from here only (no dynamic value)
+GALAXY = ROOT / "ansible_collections" / "mgcap" / "capture" / "galaxy.yml"
 
 
 def _version() -> str:
@@ -60,7 +62,7 @@ def test_no_other_file_holds_the_version() -> None:
     holders = []
     for name in filter(None, files):
         path = ROOT / name.decode()
-        if path in (VERSION_FILE, CHANGELOG) or not path.is_file():
+        if path in (VERSION_FILE, CHANGELOG, GALAXY) or not path.is_file():
             continue
         if literal.search(path.read_bytes()):
             holders.append(name.decode())
@@ -72,4 +74,11 @@ def test_debian_changelog_agrees() -> None:
     assert changelog_version(CHANGELOG) == _version(), (
         "debian/changelog's newest entry must be kernel/VERSION's version "
         "(dch -v $(cat kernel/VERSION) when the version changes)"
+    )
+
+
+def test_galaxy_collection_version_agrees() -> None:
+    lines = [ln for ln in GALAXY.read_text().splitlines() if ln.startswith("version:")]
+    assert lines == [f"version: {_version()}"], (
+        "galaxy.yml's version must be kernel/VERSION's (ansible-galaxy has no dynamic version)"
     )

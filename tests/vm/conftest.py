@@ -26,6 +26,8 @@ from mgctl import pcapng
 from mgctl.api import Mgcap
 from mgctl.chardev import CaptureDevice, device_path
 from mgctl.record import Record, iter_records
+from tests.bench import pktgen as bench_pktgen
+from tests.harness import kernel_log
 
 IN_VM = os.environ.get("MGCAP_VM") == "1"
 ROOT = Path(os.environ.get("MGCAP_ROOT", Path(__file__).resolve().parents[2]))
@@ -70,6 +72,24 @@ def sh(cmd: str, check: bool = True, timeout: float = 120) -> subprocess.Complet
     return proc
 
 
+def kernel_log_mark() -> str:
+    """A unique line written into the kernel log: kernel_problems_since() reads from it."""
+    mark = f"mgcap-test: mark {time.monotonic_ns()}"
+    Path("/dev/kmsg").write_text(mark + "\n")
+    return mark
+
+
+def kernel_log_since(mark: str) -> list[str]:
+    """The kernel's log lines from mark on."""
+    log = sh("dmesg").stdout
+    return log[log.rindex(mark) :].splitlines()
+
+
+def kernel_problems_since(mark: str) -> list[str]:
+    """The WARN/BUG/KASAN/... lines the kernel logged after mark (vmrun's own rule)."""
+    return kernel_log.problems(kernel_log_since(mark))
+
+
 def sysctl(name: str, value: str) -> None:
     Path("/proc/sys/" + name.replace(".", "/")).write_text(value)
 
@@ -106,6 +126,20 @@ class Module:
         """Each ring's counters (netlink cpu-stats), with its "cpu"."""
         with Mgcap() as m:
             return m.show(ifname).cpu_stats
+
+    def ring_stats(self, ifname: str) -> list[dict[str, int]]:
+        """Each ring's counters, checked: in every ring seen = captured + filtered +
+        ring-full drops + copy errors, and each counter of sysfs's totals is the sum
+        over the rings. Element i is ring (CPU) i's."""
+        rings = self.cpu_stats(ifname)
+        total = self.stats(ifname)
+        assert [r["cpu"] for r in rings] == list(range(len(rings))), rings
+        for r in rings:
+            parts = ("captured_packets", "filtered_packets", "ring_full_drops", "copy_errors")
+            assert r["seen_packets"] == sum(r[k] for k in parts), r
+        for name, value in total.items():
+            assert sum(r[name] for r in rings) == value, (name, total, rings)
+        return rings
 
 
 @pytest.fixture
@@ -187,33 +221,26 @@ def traffic(cmd: str, ns: str | None = None, cpu: int | None = None) -> None:
 
 
 def pg_write(node: str, command: str) -> None:
-    # pktgen strips the last byte of a command as its newline
-    Path(f"/proc/net/pktgen/{node}").write_text(command + "\n")
-
-
-def pktgen_thread_has_devices(thread: str) -> bool:
-    """Whether /proc/net/pktgen/<thread> lists a running or stopped device."""
-    text = Path(f"/proc/net/pktgen/{thread}").read_text()
-    return any(
-        line.split(":", 1)[1].strip()
-        for line in text.splitlines()
-        if line.startswith(("Running:", "Stopped:"))
-    )
+    bench_pktgen.write(node, command)
 
 
 def pktgen_reset() -> None:
-    """Remove every device from pktgen's threads, and wait until they are gone: the
-    threads act on rem_device_all later (within a second), and would remove a device
-    added meanwhile, so it is sent only to threads that have devices to remove."""
-    for t in range(os.cpu_count() or 1):
-        if pktgen_thread_has_devices(f"kpktgend_{t}"):
-            pg_write(f"kpktgend_{t}", "rem_device_all")
-    assert eventually(
-        lambda: (
-            set(os.listdir("/proc/net/pktgen"))
-            <= {"pgctrl"} | {f"kpktgend_{t}" for t in range(os.cpu_count() or 1)}
-        )
-    ), os.listdir("/proc/net/pktgen")
+    """Every device removed from pktgen's threads (tests/bench/pktgen.py's reset())."""
+    bench_pktgen.reset()
+
+
+def pktgen_setup(
+    dev: str,
+    threads: int,
+    count: int,
+    pkt_size: int = 128,
+    xmit_mode: str = "netif_receive",
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """pktgen loaded and reset, dev on threads kpktgend_0.. (tests/bench/pktgen.py's
+    add()); returns the pktgen device names; writing "start" to pgctrl sends."""
+    bench_pktgen.load()
+    return bench_pktgen.add(dev, threads, count, pkt_size, xmit_mode, extra)
 
 
 @dataclass
@@ -225,33 +252,12 @@ class Pktgen:
     ) -> int:
         """Inject count frames per thread (0: until `stop` is written to pgctrl) into
         dev's receive path; extra: more pktgen commands per device. Returns frames sent."""
-        sh("modprobe pktgen")
-        mac = Path(f"/sys/class/net/{self.dev}/address").read_text().strip()
-        names = []
-        pktgen_reset()
-        for t in range(threads):
-            name = f"{self.dev}@{t}" if threads > 1 else self.dev
-            names.append(name)
-            pg_write(f"kpktgend_{t}", f"add_device {name}")
-            for c in (
-                f"count {count}",
-                "clone_skb 0",
-                "burst 1",
-                "delay 0",
-                f"pkt_size {pkt_size}",
-                "xmit_mode netif_receive",
-                "dst 198.51.100.1",
-                f"dst_mac {mac}",
-                *extra,
-            ):
-                pg_write(name, c)
-        pg_write("pgctrl", "start")
-        sent = 0
-        for name in names:
-            text = Path(f"/proc/net/pktgen/{name}").read_text()
-            m = re.search(r"pkts-sofar:\s*(\d+)", text)
-            assert m, text
-            sent += int(m.group(1))
+        names = pktgen_setup(self.dev, threads, count, pkt_size, extra=extra)
+        if count:
+            bench_pktgen.start(names, count)
+        else:
+            pg_write("pgctrl", "start")
+        sent = sum(bench_pktgen.sofar(name) for name in names)
         pktgen_reset()
         return sent
 
@@ -294,7 +300,7 @@ def tshark_fields(path: Path, *fields: str, display_filter: str | None = None) -
 
 def capinfos_count(path: Path) -> int:
     out = subprocess.run(
-        ["capinfos", "-M", "-c", str(path)], capture_output=True, text=True, check=True
+        ["capinfos", "-M", "-c", str(path)], capture_output=True, text=True, check=True, timeout=120
     ).stdout
     m = re.search(r"Number of packets:\s*(\d+)", out)
     assert m, out

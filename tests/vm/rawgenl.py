@@ -99,9 +99,15 @@ class RawGenl:
         self.sock.send(msg)
         return msg
 
-    def recv_part(self) -> Part:
+    def recv_part(self, bufsize: int = 1 << 20) -> Part:
+        """One datagram. A buffer smaller than the datagram loses its tail (MSG_TRUNC):
+        an error here, not messages silently missing. The kernel sizes dump parts by
+        the largest buffer this socket asked for before (up to 32 KiB), so a dump read
+        with a smaller buffer than an earlier recv's is truncated."""
         part = Part()
-        data = self.sock.recv(1 << 20)
+        data, _anc, msg_flags, _addr = self.sock.recvmsg(bufsize)
+        if msg_flags & socket.MSG_TRUNC:
+            raise OSError(f"netlink datagram larger than the {bufsize}-byte buffer (MSG_TRUNC)")
         off = 0
         while off + HDR.size <= len(data):
             length, kind, flags, _seq, _pid = HDR.unpack_from(data, off)

@@ -103,3 +103,6 @@ def test_a_cpu_goes_offline_and_back_while_capturing(mgcap: Module) -> None:
     s = mgcap.stats("lo")
     assert s["ring_full_drops"] == 0
     assert s["captured_packets"] == readers[0].count + readers[1].count == 5 * n + 1
+    # and ring by ring: each reader read exactly what its ring captured
+    rings = mgcap.ring_stats("lo")
+    assert [r["captured_packets"] for r in rings] == [readers[0].count, readers[1].count]

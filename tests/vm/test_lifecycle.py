@@ -24,9 +24,12 @@ def dmesg_tail(n: int = 5) -> str:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"ring_size": 100000}, "ring size must be a power of two"),
-        ({"ring_size": 1 << 15}, "ring size out of range"),
-        ({"ring_size": 1 << 16, "snaplen": 65535}, "ring size must hold two records"),
+        ({"ring_size": 100000}, "mgcap: ring_size=100000: ring size must be a power of two"),
+        ({"ring_size": 1 << 15}, "mgcap: ring_size=32768: ring size out of range"),
+        (
+            {"ring_size": 1 << 16, "snaplen": 65535},
+            "mgcap: ring_size=65536: ring size must hold two records",
+        ),
         ({"snaplen": 0}, "snaplen=0: out of range"),
         ({"snaplen": 262145}, "snaplen=262145: out of range"),
         ({"mode": "sideways"}, "mode=sideways: must be mirror or drop"),
@@ -38,7 +41,9 @@ def test_bad_parameters_refused_with_a_message(
 ) -> None:
     proc = mgcap.try_load(**params)
     assert proc.returncode != 0
-    assert message in dmesg_tail()
+    lines = [ln for ln in dmesg_tail().splitlines() if message in ln]
+    # one module prefix (extack's own "mgcap: " is not repeated)
+    assert len(lines) == 1 and lines[0].count("mgcap: ") == 1, dmesg_tail()
     assert not Path("/sys/module/mgcap").exists()
 
 
@@ -48,9 +53,15 @@ def test_device_with_another_rx_handler(mgcap: Module) -> None:
         sh("ip link set mgport0 master mgbr0")
         proc = mgcap.try_load(ifname="lo,mgport0")
         assert proc.returncode != 0
-        assert "mgport0: mgcap: device has another rx_handler" in dmesg_tail() or (
-            "another rx_handler" in dmesg_tail()
+        # the device's name, then the refusal's extack message and errno (EBUSY), then
+        # lo, started before it, stopped again
+        tail = [line.split("] ", 1)[-1] for line in dmesg_tail().splitlines()]
+        refusal = (
+            "mgcap: mgport0: device has another rx_handler "
+            f"(bridge, bond, team, macvlan or similar port) (-{errno.EBUSY})"
         )
+        assert refusal in tail, tail
+        assert tail[tail.index(refusal) + 1 :] == ["lo: mgcap: capture stopped"], tail
         # all or nothing: lo is not left capturing
         assert not Path("/sys/module/mgcap").exists()
         # the bridge still forwards: its rx_handler is untouched
@@ -72,25 +83,49 @@ def test_several_devices_from_the_parameter(mgcap: Module, dummy: str) -> None:
     assert st.st_mode & 0o777 == 0o600
 
 
+READ_NR = 0  # x86_64's read(2): the first field of /proc/<pid>/task/<tid>/syscall
+
+
+def task_state(tid: int) -> str:
+    """The thread's state letter and the syscall it is in ("S 0 0x5 ..."), or "gone"."""
+    try:
+        stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        syscall = Path(f"/proc/self/task/{tid}/syscall").read_text()
+    except FileNotFoundError:
+        return "gone"
+    return stat.rsplit(")", 1)[1].split()[0] + " " + syscall.strip()
+
+
+def blocked_in_read(tid: int, fd: int) -> bool:
+    """Thread tid sleeps in read(fd): not just alive, inside the syscall, waiting."""
+    state, nr, arg0, *_ = [*task_state(tid).split(), "", "", ""]
+    return state == "S" and nr == str(READ_NR) and arg0 == hex(fd)
+
+
 def test_device_deleted_while_reader_blocks(mgcap: Module, dummy: str) -> None:
     mgcap.load(ifname=dummy)
     Pktgen(dummy).run(count=10)
     dev = CaptureDevice(device_path(dummy))
     assert len(list(iter_records(dev.read(uapi_reclen(2))))) == 2
     got: list[bytes] = []
+    tids: list[int] = []
 
     def reader() -> None:
+        tids.append(threading.get_native_id())
         while True:
             chunk = dev.read(1 << 16)
             got.append(chunk)
             if not chunk:
                 return
 
-    # the ring still holds 8 records: drain them in the thread, then block
+    def drained_and_blocked() -> bool:
+        records = sum(len(list(iter_records(c))) for c in got)
+        return records == 8 and bool(tids) and blocked_in_read(tids[0], dev.fd)
+
+    # the ring still holds 8 records: the thread drains them, then sleeps in read()
     t = threading.Thread(target=reader)
     t.start()
-    time.sleep(0.5)
-    assert t.is_alive(), "reader did not block on an empty ring"
+    assert eventually(drained_and_blocked, timeout=60), (got, tids and task_state(tids[0]))
     sh(f"ip link del {dummy}")
     t.join(10)
     assert not t.is_alive(), "reader not woken by the device's removal"
@@ -179,7 +214,7 @@ def test_load_unload_cycles_under_traffic(mgcap: Module, dummy: str) -> None:
             dev.bind(0)
             ring = dev.map_ring()
             ring.close()
-        Pktgen(dummy).run(count=200)
+        assert Pktgen(dummy).run(count=200) == 200
         sh("ping -c 1 -W 1 127.0.0.1", check=False)
         assert len(list(iter_records(dev.read_all(0.05)))) == 200
         assert mgcap_vmaps() == 4

@@ -14,6 +14,8 @@ import sys
 import traceback
 from pathlib import Path
 
+import pytest
+
 from tests.vm.conftest import CliResult, Module, VethPair, mgctl
 
 
@@ -45,6 +47,10 @@ def forked_mgctl(*args: str) -> CliResult:
     return CliResult(code, out, err)
 
 
+@pytest.mark.once(
+    slot=0,
+    why="mgctl -n's setns (user space); netns isolation of the family is tested in every boot",
+)
 def test_netns_option_captures_in_that_namespace(mgcap: Module, veth: VethPair) -> None:
     mgcap.load()
     inum = os.stat(f"/run/netns/{veth.ns}").st_ino

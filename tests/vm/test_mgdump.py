@@ -20,6 +20,7 @@ from typing import Any
 import pcapng as independent  # python-pcapng: an independent reader of the statistics
 import pytest
 
+from mgctl import api
 from tests.vm.conftest import (
     Module,
     Pktgen,
@@ -103,6 +104,14 @@ def when_capturing(ifname: str, then: Callable[[], object]) -> Callable[[], None
 ISB_KEYS = ("isb_ifrecv", "isb_ifdrop", "isb_osdrop", "isb_usrdeliv")
 
 
+def idb_tsresol(path: Path) -> list[int]:
+    """Each interface's if_tsresol option (python-pcapng: a reader independent of ours)."""
+    with open(path, "rb") as f:
+        blocks = list(independent.FileScanner(f))
+    return [b.options["if_tsresol"][0] for b in blocks
+            if isinstance(b, independent.blocks.InterfaceDescription)]  # fmt: skip
+
+
 def isb_counters(path: Path) -> list[dict[str, int]]:
     with open(path, "rb") as f:
         blocks = list(independent.FileScanner(f))
@@ -131,8 +140,13 @@ def test_lo_count_and_file_properties(loaded: Module, tmp_path: Path) -> None:
     assert capinfos_count(out) == 10
     rows = tshark_fields(out, "frame.interface_name", "icmp.type")
     assert [row[0] for row in rows] == ["lo"] * 10
+    # nanosecond stamps: if_tsresol 9 as capinfos and python-pcapng read it, and the
+    # stamps use it (ten microsecond stamps padded with zeros would all be ...000)
     info = sh(f"capinfos -M {out}").stdout
-    assert "nanoseconds" in info.lower() or "9" in info
+    assert "Time resolution = 0x09" in info and "Time precision = nanoseconds (9)" in info, info
+    assert idb_tsresol(out) == [9]
+    stamps = [epoch_ns(row[0]) for row in tshark_fields(out, "frame.time_epoch")]
+    assert len(stamps) == 10 and any(t % 1000 for t in stamps), stamps
     # mgdump started the capture, so it stopped it
     state = json.loads(run_mgctl("-j show dev lo").stdout)
     assert state[0]["capturing"] is False
@@ -225,15 +239,30 @@ def test_size_rotation_and_per_ring(tmp_path: Path, loaded: Module, dummy: str) 
 
 
 def test_time_rotation_stops_after_W_files(loaded: Module, tmp_path: Path) -> None:
+    """-G 1 -W 2 under a ping every 0.1 s: two files, each holding packets (a second of
+    pings: rotation goes by the clock, as tcpdump's), all accounted for, then mgdump
+    ends."""
     template = str(tmp_path / "g-%H%M%S.pcapng")
     t0 = time.monotonic()
-    r = run_mgdump(["-i", "lo", "-w", template, "-G", "1", "-W", "2"], tmp_path)
+    ping = subprocess.Popen(
+        ["ping", "-q", "-i", "0.1", "127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        r = run_mgdump(["-i", "lo", "-w", template, "-G", "1", "-W", "2"], tmp_path)
+    finally:
+        ping.terminate()
+        ping.wait(timeout=60)
     assert r.code == 0, r.stderr
     assert "file count reached" in r.stderr
     files = r.stats["files"]
     assert isinstance(files, list) and len(files) == 2
-    for f in files:
-        assert capinfos_count(Path(f)) >= 0
+    counts = [capinfos_count(Path(f)) for f in files]
+    assert all(c > 0 for c in counts) and sum(counts) == r.stats["written"], (counts, r.stats)
+    # the pings, nothing else; every frame seen is in a file or counted
+    assert {row[0] for f in files for row in tshark_fields(Path(f), "ip.proto")} == {"1"}
+    s = r.stats
+    assert s["written"] + s["kernel_drops"] + s["mgdump_drops"] + s["not_written"] == s["seen"]
     assert time.monotonic() - t0 < 60
 
 
@@ -283,7 +312,7 @@ def test_existing_capture_is_left_as_found(loaded: Module, tmp_path: Path) -> No
 
 def test_clear_errors(mgcap: Module, tmp_path: Path) -> None:
     r = run_mgdump(["-i", "lo", "-w", str(tmp_path / "x")], tmp_path)
-    assert r.code == 1 and r.stderr.strip() == "mgdump: mgcap module not loaded (modprobe mgcap)"
+    assert r.code == 1 and r.stderr.strip() == f"mgdump: {api.module_missing()}"
     mgcap.load()
     r = run_mgdump(["-i", "nosuch0", "-w", str(tmp_path / "x")], tmp_path)
     assert r.code == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -20,7 +20,7 @@ from typing import Any
 import pcapng as independent  # python-pcapng: an independent reader of the IDB
 import pytest
 
-from mgctl import __version__, uapi
+from mgctl import __version__, api, uapi
 from tests.vm.conftest import (
     Module,
     VethPair,
@@ -175,7 +175,7 @@ def mgdump_D(tmp_path: Path) -> DumpResult:
 def test_D_lists_devices_with_mgcap_state(mgcap: Module, dummy: str, tmp_path: Path) -> None:
     r = mgdump_D(tmp_path)
     assert r.code == 0
-    assert r.stderr == "mgdump: mgcap module not loaded (modprobe mgcap): capture state unknown\n"
+    assert r.stderr == f"mgdump: {api.module_missing()}: capture state unknown\n"
     listed = r.stdout.splitlines()
     assert [re.sub(r"^\d+\.", "", line) for line in listed if ".lo " in line] == [
         "lo [Up, Running, Loopback]"

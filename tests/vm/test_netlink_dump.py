@@ -20,7 +20,10 @@ from tests.vm.rawgenl import (
     u32,
 )
 
-N = 250  # enough captures for a dump of several parts
+# enough captures for a dump of several parts: a part is at most 32 KiB (the kernel
+# sizes it by the largest recv buffer the socket used, capped there), a few hundred
+# bytes per device
+N = 150
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """Rings under pktgen floods: exact accounting, per-CPU binding, mmap, read() semantics,
 batched wakeups."""
 
+import ctypes
 import errno
+import mmap
 import os
 import select
 import threading
@@ -25,6 +27,10 @@ def test_overflow_captured_plus_drops_equals_sent(mgcap: Module, dummy: str) -> 
     assert s["ring_full_drops"] > 0
     assert s["captured_packets"] + s["ring_full_drops"] + s["copy_errors"] == sent
     assert s["copy_errors"] == 0
+    # kpktgend_0 runs on CPU 0: every frame in ring 0, nothing in ring 1
+    rings = mgcap.ring_stats(dummy)
+    assert rings[0]["seen_packets"] == sent
+    assert all(r["seen_packets"] == 0 for r in rings[1:]), rings
     # the ring holds exactly what was counted as captured: 64 KiB of 128-byte records
     recs = read_records(dummy)
     assert len(recs) == s["captured_packets"] == (64 << 10) // 128
@@ -65,8 +71,11 @@ def test_flood_two_rings_with_bound_readers(mgcap: Module, dummy: str) -> None:
     assert got[0] + got[1] == s["captured_packets"]
     assert s["captured_packets"] + s["ring_full_drops"] == sent
     assert got[0] > 0 and got[1] > 0
-    per_cpu = mgcap.cpu_stats(dummy)
-    assert sum(c["captured_packets"] for c in per_cpu) == s["captured_packets"]
+    # pktgen thread t runs on CPU t: each ring saw its 20,000 and its reader read
+    # exactly what it captured
+    rings = mgcap.ring_stats(dummy)
+    assert [r["seen_packets"] for r in rings[:2]] == [20_000, 20_000], rings
+    assert [r["captured_packets"] for r in rings[:2]] == got, rings
 
 
 def test_binding_is_exclusive_and_unbound_readers_skip_bound_rings(
@@ -176,12 +185,57 @@ def test_mmap_reader(mgcap: Module, dummy: str) -> None:
         ring.close()
 
 
-def test_mmap_data_pages_are_read_only(mgcap: Module, dummy: str) -> None:
-    import mmap
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]  # fmt: skip
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+MAP_FAILED = ctypes.c_void_p(-1).value
 
-    mgcap.load(ifname=dummy)
+
+def sys_mmap(fd: int, length: int, prot: int, flags: int, offset: int) -> int:
+    """mmap(2) itself (Python's mmap gives no address for mprotect): the address."""
+    addr = libc.mmap(None, length, prot, flags, fd, offset)
+    if addr == MAP_FAILED:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    assert addr is not None
+    return int(addr)
+
+
+def sys_mprotect(addr: int, length: int, prot: int) -> int:
+    """mprotect(2): 0, or the errno."""
+    return 0 if libc.mprotect(addr, length, prot) == 0 else ctypes.get_errno()
+
+
+def test_mmap_data_pages_are_read_only(mgcap: Module, dummy: str) -> None:
+    """Everything but the consumer page is read-only, shared or private: a writable
+    mapping of the producer page, the data pages or both is refused (EPERM), and a
+    read-only one cannot be made writable (mprotect: EACCES). The reader reads its
+    records through such a mapping."""
+    ring_size = 64 << 10
+    page = mmap.PAGESIZE
+    rw = mmap.PROT_READ | mmap.PROT_WRITE
+    mgcap.load(ifname=dummy, ring_size=ring_size)
     with CaptureDevice(device_path(dummy)) as dev:
         dev.bind(0)
-        with pytest.raises(OSError) as e:
-            mmap.mmap(dev.fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=4096)
-        assert e.value.errno == errno.EPERM
+        Pktgen(dummy).run(count=3)  # kpktgend_0 runs on CPU 0: ring 0
+        data = 2 * page
+        areas = {"producer page": (page, page), "data": (data, 2 * ring_size),
+                 "producer page and data": (page, page + 2 * ring_size)}  # fmt: skip
+        for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
+            for what, (offset, length) in areas.items():
+                with pytest.raises(OSError) as e:
+                    sys_mmap(dev.fd, length, rw, flags, offset)
+                assert e.value.errno == errno.EPERM, (what, flags)
+                addr = sys_mmap(dev.fd, length, mmap.PROT_READ, flags, offset)
+                try:
+                    assert sys_mprotect(addr, length, rw) == errno.EACCES, (what, flags)
+                    assert sys_mprotect(addr, length, mmap.PROT_WRITE) == errno.EACCES
+                    if offset == data:
+                        raw = ctypes.string_at(addr, 3 * uapi.record_len(96))
+                        recs = list(iter_records(raw))
+                        assert [(r.caplen, r.origlen) for r in recs] == [(96, 128)] * 3
+                finally:
+                    assert libc.munmap(addr, length) == 0

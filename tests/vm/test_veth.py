@@ -123,7 +123,7 @@ def _tcp_payloads(recs: list[Record], port: int) -> tuple[int, list[tuple[int, b
 
 
 def test_gso_nonlinear_skb_copied_exactly(mgcap: Module, veth: VethPair) -> None:
-    """TCP over veth arrives as GSO skbs of up to 64 KiB with paged data: with a full
+    """TCP over veth arrives as GSO skbs of tens of KiB with paged data: with a full
     snaplen every payload byte must be the sender's byte. The largest snaplen
     (SNAPLEN_MAX, tcpdump's "whole frame") takes every frame whole, GSO ones too."""
     mgcap.load(ifname=veth.dev, snaplen=uapi.SNAPLEN_MAX, ring_size=16 << 20)
@@ -154,7 +154,9 @@ def test_gso_nonlinear_skb_copied_exactly(mgcap: Module, veth: VethPair) -> None
         assert payload == pattern(len(payload), off)
         total += len(payload)
     assert total >= nbytes
-    assert max(r.origlen for r in recs) > 60_000, "no 64 KiB GSO skb seen"
+    # How big TCP's GSO skbs grow depends on cwnd and the receiver's window (CI on 6.1 saw
+    # 57986 bytes at most): over 32 KiB is many page fragments, which is what matters here.
+    assert max(r.origlen for r in recs) > 32_768, "no multi-page GSO skb seen"
     for r in recs:
         assert r.caplen == r.origlen
 
