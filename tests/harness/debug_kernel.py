@@ -1,5 +1,5 @@
 """The debug kernel: Debian's linux-source-6.12 with KASAN, kmemleak, lockdep and the
-other detectors (tests/harness/debug.config) on virtme-ng's minimal VM config.
+other detectors (tests/harness/debug.config) on virtme-ng's allnoconfig-based VM config.
 
     python -m tests.harness.debug_kernel          # build it (or say it is built)
     python -m tests.harness.vmrun --kernel debug  # the VM suite on it
@@ -29,11 +29,14 @@ IMAGE = "arch/x86/boot/bzImage"
 
 
 def wanted() -> dict[str, str]:
-    """The fragment's CONFIG_X=value lines."""
+    """The fragment's CONFIG_X=value lines, and its "# CONFIG_X is not set" lines as
+    CONFIG_X: "n"."""
     out = {}
     for line in FRAGMENT.read_text().splitlines():
         line = line.strip()
-        if line and not line.startswith("#"):
+        if line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            out[line[2:].split()[0]] = "n"
+        elif line and not line.startswith("#"):
             key, _, value = line.partition("=")
             out[key] = value
     return out
@@ -92,8 +95,8 @@ def build() -> Path:
     configkernel = shutil.which("virtme-configkernel") or str(
         Path(sys.executable).with_name("virtme-configkernel")
     )
-    print("== debug kernel: configuring (virtme defconfig + debug.config)", flush=True)
-    _run([configkernel, "--arch", "x86_64", "--defconfig", "--custom", str(FRAGMENT)], log, TREE)
+    print("== debug kernel: configuring (virtme allnoconfig + debug.config)", flush=True)
+    _run([configkernel, "--arch", "x86_64", "--allnoconfig", "--custom", str(FRAGMENT)], log, TREE)
     # virtme's own options come after --custom ones: the fragment again, last, wins
     with (TREE / ".config").open("a") as config:
         config.write("\n" + FRAGMENT.read_text())
@@ -101,7 +104,7 @@ def build() -> Path:
     if lost := missing_options(TREE / ".config"):
         raise SystemExit("debug kernel: options the config lost: " + ", ".join(lost))
     jobs = str(os.cpu_count() or 2)
-    print(f"== debug kernel: make -j{jobs} bzImage modules (about 17 min on 2 cores)", flush=True)
+    print(f"== debug kernel: make -j{jobs} bzImage modules", flush=True)
     # nice: a VM run on the same cores keeps its pace (its timeouts, its durations)
     _run(["nice", "make", f"-j{jobs}", "bzImage", "modules"], log, TREE)
     STAMP.write_text(key() + "\n")

@@ -163,6 +163,10 @@ def test_debug_config_check_names_what_olddefconfig_dropped(tmp_path: Path) -> N
         "CONFIG_KASAN_INLINE=y (got n)",
         "CONFIG_DEBUG_LIST=y (got n)",
     ]
+    # an option the fragment turns off, turned on again by a select
+    assert debug_kernel.wanted()["CONFIG_DRM"] == "n"
+    config.write_text(config.read_text().replace("CONFIG_DRM=n\n", "CONFIG_DRM=y\n"))
+    assert "CONFIG_DRM=n (got y)" in debug_kernel.missing_options(config)
 
 
 def test_pktgen_warning_message_is_not_a_warn_but_a_warn_is() -> None:
