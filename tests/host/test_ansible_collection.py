@@ -54,6 +54,22 @@ def ansible_env(tmp: Path) -> dict[str, str]:
     )
 
 
+def ansible(
+    tool: str, *args: str, tmp: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """One of ansible's commands (ansible-doc, ansible-playbook, ...) from the venv, in
+    ansible_env(tmp) plus env, its output captured."""
+    return subprocess.run(
+        [str(BIN / tool), *args],
+        cwd=cwd,
+        env=ansible_env(tmp) | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 # --- documentation -------------------------------------------------------------
 
 
@@ -93,20 +109,12 @@ def test_connection_documentation() -> None:
 
 def test_ansible_doc_validates(tmp_path: Path) -> None:
     """ansible-doc loads each plugin's documentation with ansible's own schema."""
-    env = ansible_env(tmp_path)
     for kind, names in (
         ("module", [f"mgcap.capture.{m}" for m in MODULES]),
         ("connection", ["mgcap.capture.netns"]),
         ("role", ["mgcap.capture.bounded_capture"]),
     ):
-        proc = subprocess.run(
-            [str(BIN / "ansible-doc"), "--json", "-t", kind, *names],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        proc = ansible("ansible-doc", "--json", "-t", kind, *names, tmp=tmp_path)
         assert proc.returncode == 0, proc.stderr
         docs = json.loads(proc.stdout)
         assert set(docs) == set(names), docs.keys()
@@ -343,7 +351,6 @@ def test_netns_connection_runs_in_the_namespace(namespace: str, tmp_path: Path) 
     """A task of a host reached with mgcap.capture.netns runs in its namespace: a
     module (pipelined, as the fleet runs them) and the command it runs are in the
     namespace, and see only its devices (ip netns exec mounts its /sys)."""
-    env = ansible_env(tmp_path) | {"ANSIBLE_PIPELINING": "1"}
     playbook = tmp_path / "p.yml"
     playbook.write_text(
         textwrap.dedent(
@@ -365,22 +372,17 @@ def test_netns_connection_runs_in_the_namespace(namespace: str, tmp_path: Path) 
             """
         )
     )
-    proc = subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            "-i",
-            f"{namespace},",
-            "-c",
-            "mgcap.capture.netns",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            str(playbook),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    proc = ansible(
+        "ansible-playbook",
+        "-i",
+        f"{namespace},",
+        "-c",
+        "mgcap.capture.netns",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+        str(playbook),
+        tmp=tmp_path,
+        env={"ANSIBLE_PIPELINING": "1"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     inode = os.stat(f"/run/netns/{namespace}").st_ino
@@ -391,15 +393,10 @@ def test_netns_connection_runs_in_the_namespace(namespace: str, tmp_path: Path) 
 
 
 def test_collection_builds(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path)],
-        cwd=COLLECTION,
-        env=ansible_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = ansible(
+        "ansible-galaxy", "collection", "build", "--output-path", str(tmp_path),
+        tmp=tmp_path, cwd=COLLECTION,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     version = (ROOT / "kernel" / "VERSION").read_text().strip()
     tarball = tmp_path / f"mgcap-capture-{version}.tar.gz"
@@ -421,18 +418,12 @@ def test_collection_builds(tmp_path: Path) -> None:
 @pytest.mark.parametrize("playbook", ["fleet-capture.yml", "mgcap-playbook.yml"])
 def test_example_playbooks_parse(playbook: str, tmp_path: Path) -> None:
     """The examples name modules, roles and options ansible finds in the collection."""
-    proc = subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            "--syntax-check",
-            "-i",
-            str(ROOT / "docs" / "examples" / "fleet-inventory.ini"),
-            str(ROOT / "docs" / "examples" / playbook),
-        ],
-        env=ansible_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    proc = ansible(
+        "ansible-playbook",
+        "--syntax-check",
+        "-i",
+        str(ROOT / "docs" / "examples" / "fleet-inventory.ini"),
+        str(ROOT / "docs" / "examples" / playbook),
+        tmp=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
