@@ -133,11 +133,14 @@ def add(
 
 def start(names: Sequence[str], count: int) -> None:
     """Send: write "start" to pgctrl, then wait until every device in names has its
-    result (count > 0 frames each). pgctrl's start returns as soon as no thread runs a
-    device, after 125 ms at least; a generator thread with nothing to do looks at its
-    control flags only every 100 ms (no wake-up), so under load it may not have begun
-    when start returns, and the devices would be removed unsent."""
+    result (count frames each; count 0 runs until "stop", which is what returns).
+    pgctrl's start returns as soon as no thread runs a device, after 125 ms at least;
+    a generator thread with nothing to do looks at its control flags only every
+    100 ms (no wake-up), so under load it may not have begun when start returns, and
+    the devices would be removed unsent."""
     write("pgctrl", "start")
+    if not count:
+        return
     end = time.monotonic() + 60 + count / 10_000
     for name in names:
         while not RESULT.search((PROC / name).read_text()):

@@ -253,10 +253,7 @@ class Pktgen:
         """Inject count frames per thread (0: until `stop` is written to pgctrl) into
         dev's receive path; extra: more pktgen commands per device. Returns frames sent."""
         names = pktgen_setup(self.dev, threads, count, pkt_size, extra=extra)
-        if count:
-            bench_pktgen.start(names, count)
-        else:
-            pg_write("pgctrl", "start")
+        bench_pktgen.start(names, count)
         sent = sum(bench_pktgen.sofar(name) for name in names)
         pktgen_reset()
         return sent
