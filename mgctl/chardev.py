@@ -160,6 +160,22 @@ class RingMap:
     def consumer_pos(self) -> int:
         return int(self._cons_pos[0])
 
+    @property
+    def producer_pos(self) -> int:
+        """Records up to here are written (an aligned 8-byte load: on x86-64 it has the
+        acquire semantics the contract asks for)."""
+        return int(self._prod_pos[0])
+
+    def records(self, start: int, end: int) -> memoryview:
+        """The records between two positions, contiguous even across the wrap."""
+        off = start & (self.ring_size - 1)
+        return self._records[off : off + (end - start)]
+
+    def release_to(self, pos: int) -> None:
+        """Hand the bytes before pos back to the kernel (an aligned 8-byte store: on
+        x86-64 it has release semantics)."""
+        self._cons_pos[0] = pos
+
     def pending(self) -> memoryview:
         """The records not consumed yet, contiguous even across the wrap."""
         prod = int(self._prod_pos[0])

@@ -1,17 +1,21 @@
-"""The big buffer between ring readers and the writer (Gulp's decoupling).
+"""The queue between ring readers and the writer, and the big buffer (Gulp's decoupling).
 
-The buffer is a pool of blocks allocated once: a reader read()s records straight
-into a free block (filling it over several reads), hands the filled block to the
-writer, and the writer gives it back after writing it.  No memory is allocated
-or copied per batch in Python, and the pages stay resident after the first
-round, so the only copies are the kernel's: ring -> block, block -> file.
+Readers hand the writer chunks of whole records in capture order.  A chunk is
+either a view of the records where they lie in a mapped ring (the common case:
+nothing is copied in user space; the ring gets the bytes back once the writer
+wrote them), or a block of the buffer: a pool of blocks allocated once, which a
+reader fills when the writer has fallen behind (so that the ring does not fill)
+or when it reads with read().  The writer calls the chunk's `done` after writing
+it, which gives a block back or releases the ring's bytes.  No memory is
+allocated per batch, and the pool's pages stay resident after the first round.
 
-Readers never wait for the writer: when no block is free, a reader reads into
-its own spare block and counts those records as mgdump's own drops.
+Readers never wait for the writer: when no block is free, a reader counts the
+records it has no room for as mgdump's own drops.
 """
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 BLOCK_SIZE = 1 << 20
@@ -20,13 +24,10 @@ BLOCK_SIZE = 1 << 20
 @dataclass
 class Chunk:
     source: int  # index of the (device, ring) reader that filled it
-    block: bytearray
-    length: int  # bytes of whole records at the start of block
+    data: memoryview  # whole records
     packets: int
-
-    @property
-    def data(self) -> memoryview:
-        return memoryview(self.block)[: self.length]
+    done: Callable[[], None]  # the writer is done with data (written or not)
+    pooled: bool = True  # data lies in a block of the pool (counted in `used`)
 
 
 class BlockPool:
@@ -45,10 +46,16 @@ class BlockPool:
         with self._cond:
             return self._free.popleft() if self._free else None
 
+    def block_chunk(self, source: int, block: bytearray, length: int, packets: int) -> Chunk:
+        """A chunk of the first length bytes of block, which goes back to the pool when
+        the writer is done with it."""
+        return Chunk(source, memoryview(block)[:length], packets, lambda: self.give_back(block))
+
     def put(self, chunk: Chunk) -> None:
         with self._cond:
             self._filled.append(chunk)
-            self._used += chunk.length
+            if chunk.pooled:
+                self._used += len(chunk.data)
             self.high_water = max(self.high_water, self._used)
             self._cond.notify()
 
@@ -64,8 +71,14 @@ class BlockPool:
             if not self._filled:
                 return None
             chunk = self._filled.popleft()
-            self._used -= chunk.length
+            if chunk.pooled:
+                self._used -= len(chunk.data)
             return chunk
+
+    def drop_pending(self) -> None:
+        """Let go of the chunks the writer will not write (it stopped early)."""
+        while (chunk := self.get(0)) is not None:
+            chunk.done()
 
     def close(self) -> None:
         """No more puts will come: get() returns None once the writer has all."""

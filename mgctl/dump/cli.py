@@ -220,6 +220,14 @@ def mgdump(
             help="Do not pin ring readers to their CPUs.",
         ),
     ] = False,
+    read_rings: Annotated[
+        bool,
+        typer.Option(
+            "--read",
+            help="Copy records out of the rings with read() instead of writing them "
+            "from the mapped rings (slower; for comparison).",
+        ),
+    ] = False,
     hwts: Annotated[
         str | None,
         typer.Option(
@@ -299,6 +307,7 @@ def mgdump(
         max_files=file_count,
         per_ring=per_ring,
         pin=not no_pin,
+        mapped=not read_rings,
         hwts=hwts,
         filter=expr,
     )

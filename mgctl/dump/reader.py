@@ -1,12 +1,13 @@
-"""One thread per (device, ring): drain the kernel ring into the buffer.
+"""One thread per (device, ring): take the kernel ring's records for the writer.
 
-The thread binds its own file to the ring (exclusively), pins itself to the
-ring's CPU, and read()s whole records straight into a block of the buffer
-pool, several reads per block.  It never blocks on anything but the ring: when
-no block is free the records are read into a spare block and counted as
-dropped.  It ends when the capture ends (read() returns 0) or when asked to
-stop, after taking what the ring still holds if told to drain.  After a small
-read it pauses briefly so that the next one is bigger.
+The thread binds its own file to the ring (exclusively) and pins itself to the
+ring's CPU.  `ReadReader` read()s whole records into blocks of the buffer;
+`mgctl.dump.mapped.MappedReader` (the default) hands the writer the records
+where they lie in the mapped ring.  Neither blocks on anything but the ring:
+when the buffer has no room, records are counted as dropped.  A reader ends
+when the capture ends or when asked to stop, after taking what the ring still
+holds if told to drain.  After a small batch it pauses briefly so that the next
+one is bigger.
 """
 
 import contextlib
@@ -17,13 +18,13 @@ import time
 
 from mgctl import record, uapi
 from mgctl.chardev import CaptureDevice
-from mgctl.dump.buffer import BlockPool, Chunk
+from mgctl.dump.buffer import BlockPool
 
 # A block goes to the writer when full, or at the latest HOLD seconds after its
 # first record, so that a slow trickle of packets still reaches the file soon.
 HOLD = 0.05
-# After a small read, let the ring fill for a while before the next poll: fewer,
-# bigger reads cost less CPU per packet.  The pause scales with the ring: 10 ms
+# After a small batch, let the ring fill for a while before the next poll: fewer,
+# bigger batches cost less CPU per packet.  The pause scales with the ring: 10 ms
 # for a 4 MiB ring (which holds 170 ms of 96-byte snapshots at 190 kpps), 0.16 ms
 # for the smallest, 64 KiB one.
 SMALL_READ = 128 << 10
@@ -32,6 +33,10 @@ MAX_PAUSE = 0.02
 
 
 class RingReader(threading.Thread):
+    """What both kinds of reader share: the bound file, pinning, stop and drops."""
+
+    access = ""  # how the ring is read, as --stats-json says it
+
     def __init__(
         self,
         source: int,
@@ -50,18 +55,19 @@ class RingReader(threading.Thread):
         self.pool = pool
         self.pin = pin
         self.dev = CaptureDevice(path, nonblock=True)
-        self.dev.bind(ring)  # exclusive: a second reader of this ring fails here
-        self.pause = min(self.dev.info().ring_size * PAUSE_PER_RING_BYTE, MAX_PAUSE)
+        try:
+            self.dev.bind(ring)  # exclusive: a second reader of this ring fails here
+            self.ring_size = self.dev.info().ring_size
+        except BaseException:
+            self.dev.close()
+            raise
+        self.pause = min(self.ring_size * PAUSE_PER_RING_BYTE, MAX_PAUSE)
         self.stop_requested = threading.Event()
         self.drain_on_stop = True
         self.error: OSError | None = None
         self.dropped = 0  # records the buffer had no room for
+        self.buffered = 0  # records that went through the buffer (copied out of the ring)
         self._fix_ids = True
-        self._block: bytearray | None = None  # being filled
-        self._fill = 0
-        self._packets = 0
-        self._since = 0.0  # when the block got its first records
-        self._spare = bytearray(pool.block_size)  # read into when no block is free
 
     def run(self) -> None:
         if self.pin:
@@ -72,6 +78,50 @@ class RingReader(threading.Thread):
             self._loop()
         except OSError as e:
             self.error = e
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+    def waiting(self) -> int:
+        """Records in the ring not taken yet (before the thread starts)."""
+        ring = self.dev.map_ring()
+        try:
+            return record.count(ring.pending(), self.record_len)
+        finally:
+            ring.close()
+
+    def _needs_ids(self, got: memoryview) -> bool:
+        """Whether records written before mgdump set the device's interface id are in
+        got; once one with the id is seen, every later one has it."""
+        if self._fix_ids and record.first_interface_id(got) == self.interface_id:
+            self._fix_ids = False
+        return self._fix_ids
+
+    def close(self) -> None:
+        self.dev.close()
+
+
+class ReadReader(RingReader):
+    """read() into blocks of the buffer, several reads per block."""
+
+    access = "read"
+
+    def __init__(
+        self,
+        source: int,
+        path: str,
+        ring: int,
+        interface_id: int,
+        snaplen: int,
+        pool: BlockPool,
+        pin: bool,
+    ) -> None:
+        super().__init__(source, path, ring, interface_id, snaplen, pool, pin)
+        self._block: bytearray | None = None  # being filled
+        self._fill = 0
+        self._packets = 0
+        self._since = 0.0  # when the block got its first records
+        self._spare = bytearray(pool.block_size)  # read into when no block is free
 
     def _loop(self) -> None:
         dev = self.dev
@@ -118,8 +168,8 @@ class RingReader(threading.Thread):
         if n == 0:
             return 0
         got = view[:n]
-        if self._fix_ids:
-            self._fix_interface_ids(got)
+        if self._needs_ids(got):
+            record.set_interface_id(got, self.interface_id)
         packets = record.count(got, self.record_len)
         if self._block is None:
             self.dropped += packets  # no free block: the spare one is overwritten
@@ -132,23 +182,14 @@ class RingReader(threading.Thread):
             self._hand_over()
         return n
 
-    def _fix_interface_ids(self, got: memoryview) -> None:
-        """Records written before mgdump set the device's interface id get it."""
-        if record.first_interface_id(got) == self.interface_id:
-            self._fix_ids = False  # this and every later record has it
-        else:
-            record.set_interface_id(got, self.interface_id)
-
     def _hand_over(self) -> None:
         block, self._block = self._block, None
         if block is None:
             return
         if self._fill:
-            self.pool.put(Chunk(self.source, block, self._fill, self._packets))
+            self.pool.put(self.pool.block_chunk(self.source, block, self._fill, self._packets))
+            self.buffered += self._packets
         else:
             self.pool.give_back(block)
         self._fill = 0
         self._packets = 0
-
-    def close(self) -> None:
-        self.dev.close()

@@ -18,15 +18,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mgctl import pcapng, record
+from mgctl import pcapng
 from mgctl.api import DevState, HwTstamp, Mgcap, MgcapError
 from mgctl.chardev import CaptureDevice
 from mgctl.dump.buffer import BlockPool
 from mgctl.dump.lines import LineOutput
+from mgctl.dump.mapped import MappedReader
+from mgctl.dump.mapped import usable as mapping_usable
 from mgctl.dump.naming import Naming, per_ring_name
 from mgctl.dump.output import Output, OutputError
-from mgctl.dump.reader import RingReader
+from mgctl.dump.reader import ReadReader, RingReader
 from mgctl.dump.writer import Writer
 from mgctl.filter import FilterError
 
@@ -49,6 +52,7 @@ class Options:
     max_files: int | None = None
     per_ring: bool = False
     pin: bool = True
+    mapped: bool = True  # hand the writer records in the mapped rings (else read() them)
     hwts: str | None = None  # receive filter to switch on for the capture
     filter: str | None = None  # capture filter (tcpdump expression) for the capture
 
@@ -218,16 +222,17 @@ class Session:
         assert dev.state.nr_rings is not None and dev.state.snaplen is not None
         assert dev.state.chardev is not None
         for ring in range(dev.state.nr_rings):
+            args = (
+                len(self.readers),
+                dev.state.chardev,
+                ring,
+                dev.interface_id,
+                dev.state.snaplen,
+                self.buffer,
+                self.opts.pin,
+            )
             try:
-                r = RingReader(
-                    len(self.readers),
-                    dev.state.chardev,
-                    ring,
-                    dev.interface_id,
-                    dev.state.snaplen,
-                    self.buffer,
-                    self.opts.pin,
-                )
+                r = self._reader(*args)
             except OSError as e:
                 if e.errno == errno.EBUSY:
                     raise SetupError(f"{dev.ifname}: ring {ring} is read by another process") from e
@@ -237,17 +242,21 @@ class Session:
         if not dev.owned:
             dev.baseline = self._baseline(dev)
 
+    def _reader(self, *args: Any) -> RingReader:
+        """A mapped reader, or one that read()s if told to or if the ring cannot be
+        mapped (a file opened read-only)."""
+        if self.opts.mapped and mapping_usable():
+            try:
+                return MappedReader(*args)
+            except PermissionError:
+                pass
+        return ReadReader(*args)
+
     @staticmethod
     def _baseline(dev: Device) -> dict[str, int]:
         """Counters of a capture mgdump did not start, as of the records it will find
         waiting in the rings: those count as seen and captured from now on."""
-        waiting = 0
-        for r in dev.readers:
-            ring = r.dev.map_ring()
-            try:
-                waiting += record.count(ring.pending(), r.record_len)
-            finally:
-                ring.close()
+        waiting = sum(r.waiting() for r in dev.readers)
         base = dev.control.stats()
         base["seen_packets"] -= waiting
         base["captured_packets"] -= waiting
@@ -374,6 +383,7 @@ class Session:
         self._restore_hwts()
         self.buffer.close()
         self.writer.join()
+        self.buffer.drop_pending()  # after -c, a write error or -W: the ring views go
         self.writer.close_outputs()
         self.close()
 

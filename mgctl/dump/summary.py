@@ -32,6 +32,10 @@ def as_dict(session: Session) -> dict[str, Any]:
         "filtered": sum(t.filtered for t in totals),
         "cpu_seconds": round(cpu.user + cpu.system, 3),
         "buffer_high_water": session.buffer.high_water,
+        # how the rings were read (mmap: written from the mapped rings), and the records
+        # that went through the buffer instead (all of them with read)
+        "ring_access": "+".join(sorted({r.access for r in session.readers})),
+        "buffered": sum(r.buffered for r in session.readers),
         "files": files,
         "files_started": sum(out.files_started for out in session.outputs),
         "interfaces": [

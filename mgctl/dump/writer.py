@@ -75,7 +75,8 @@ class Writer(threading.Thread):
             try:
                 self.outputs[self.route(chunk.source)].write_records(data, packets)
             finally:
-                self.buffer.give_back(chunk.block)
+                data.release()
+                chunk.done()
             self.written += packets
             self.written_bytes += len(data)
             self.written_per_interface[self.interface_of(chunk.source)] += packets

@@ -12,6 +12,7 @@ import pytest
 
 from mgctl import pcapng, record, uapi
 from mgctl.dump.buffer import BlockPool, Chunk
+from mgctl.dump.mapped import Handback
 from mgctl.dump.naming import Naming, per_ring_name
 from mgctl.dump.output import Output, OutputError
 from mgctl.record import Record, build_record, iter_records
@@ -182,12 +183,49 @@ def test_block_pool_hands_blocks_round() -> None:
     first = blocks[0]
     assert first is not None
     first[:5] = b"hello"
-    pool.put(Chunk(7, first, 5, 1))
-    assert pool.used == 5
+    pool.put(pool.block_chunk(7, first, 5, 1))
+    ring_view = memoryview(b"in a ring")
+    pool.put(Chunk(8, ring_view, 1, lambda: None, pooled=False))
+    assert pool.used == 5  # only bytes in the pool's blocks
     got = pool.get(0.01)
     assert got is not None and got.source == 7 and bytes(got.data) == b"hello"
-    pool.give_back(got.block)
+    got.done()
+    assert pool.used == 0  # the ring's chunk waits, but takes nothing of the pool
+    got = pool.get(0.01)
+    assert got is not None and got.data is ring_view and pool.used == 0
     assert pool.take() is first  # the same memory again: nothing allocated per batch
     assert pool.get(0.01) is None and not pool.drained
     pool.close()
     assert pool.drained and pool.get(0.01) is None
+
+
+def test_handback_gives_ring_bytes_back_in_order() -> None:
+    released: list[int] = []
+    hb = Handback(100, released.append)
+    hb.hand(100, 200)  # in the writer's queue, unwritten
+    hb.hand(200, 300)
+    hb.taken(400)  # 300..400 copied into the buffer: 100..300 must stay
+    assert released == [] and hb.busy
+    hb.written(100, 200)
+    assert released == [200]  # up to the next bytes in flight
+    hb.hand(400, 500)
+    hb.written(200, 300)
+    assert released == [200, 400]  # past the copied bytes, not the ones in flight
+    hb.written(400, 500)
+    assert released == [200, 400, 500] and not hb.busy
+    hb.taken(600)  # nothing in flight: given back at once
+    assert released[-1] == 600
+
+
+def test_pool_drop_pending_lets_go_of_unwritten_chunks() -> None:
+    pool = BlockPool(2 * 4096, block_size=4096)
+    released: list[int] = []
+    hb = Handback(0, released.append)
+    hb.hand(0, 64)
+    pool.put(Chunk(0, memoryview(bytes(64)), 1, lambda: hb.written(0, 64), pooled=False))
+    block = pool.take()
+    assert block is not None
+    pool.put(pool.block_chunk(1, block, 10, 1))
+    pool.close()
+    pool.drop_pending()
+    assert released == [64] and pool.drained and pool.take() is not None
