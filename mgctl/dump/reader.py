@@ -78,6 +78,8 @@ class RingReader(threading.Thread):
             self._loop()
         except OSError as e:
             self.error = e
+        except Exception as e:  # a bug: end the capture with a message, never hang
+            self.error = OSError(errno.EIO, f"internal error: {e!r}")
 
     def _loop(self) -> None:
         raise NotImplementedError

@@ -7,6 +7,7 @@ accounted for by the session from the kernel's and the readers' counters.
 """
 
 import contextlib
+import errno
 import os
 import threading
 import time
@@ -51,6 +52,9 @@ class Writer(threading.Thread):
         except OutputError as e:
             self.error = e
             self.on_stop("error")
+        except Exception as e:  # a bug: end the capture with a message, never hang
+            self.error = OutputError(f"internal error in the writer: {e!r}", errno.EIO)
+            self.on_stop("error")
         finally:
             self.finished.set()
 
@@ -72,13 +76,14 @@ class Writer(threading.Thread):
             if self.count is not None and self.written + packets >= self.count:
                 packets = self.count - self.written
                 data = data[: record.head(data, packets)]
+            nbytes = len(data)
             try:
                 self.outputs[self.route(chunk.source)].write_records(data, packets)
             finally:
                 data.release()
                 chunk.done()
             self.written += packets
-            self.written_bytes += len(data)
+            self.written_bytes += nbytes
             self.written_per_interface[self.interface_of(chunk.source)] += packets
             if self.count is not None and self.written >= self.count:
                 self.on_stop("count")

@@ -2,6 +2,7 @@
 blocks, and the files read back by an independent reader (python-pcapng) and tshark."""
 
 import errno
+import mmap
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from mgctl.dump.buffer import BlockPool, Chunk
 from mgctl.dump.mapped import Handback
 from mgctl.dump.naming import Naming, per_ring_name
 from mgctl.dump.output import Output, OutputError
+from mgctl.dump.writer import Writer
 from mgctl.record import Record, build_record, iter_records
 
 FRAME = bytes.fromhex(
@@ -229,3 +231,26 @@ def test_pool_drop_pending_lets_go_of_unwritten_chunks() -> None:
     pool.close()
     pool.drop_pending()
     assert released == [64] and pool.drained and pool.take() is not None
+
+
+def test_writer_writes_from_a_mapping_and_stops_at_count(tmp_path: Path) -> None:
+    """A chunk that is a view of mapped memory (as a ring's records are): written, cut
+    at -c, handed back once; the writer never touches the view after handing it back."""
+    data = recs(12)
+    ring = mmap.mmap(-1, 1 << 16)
+    ring[: len(data)] = data
+    pool = BlockPool(2 << 20)
+    path = tmp_path / "w.pcapng"
+    out = Output(Naming(str(path)), IFACES, isb_fn)
+    stops: list[str] = []
+    done: list[int] = []
+    w = Writer(pool, [out], lambda s: 0, lambda s: 0, 2, 10, stops.append)
+    w.start()
+    pool.put(Chunk(0, memoryview(ring)[: len(data)], 12, lambda: done.append(1), pooled=False))
+    w.join(10)
+    assert not w.is_alive() and w.error is None
+    assert stops == ["count"] and done == [1] and w.written == 10
+    assert w.written_bytes == len(data) // 12 * 10
+    w.close_outputs()
+    assert len(read_back(path)[1]) == 10
+    ring.close()  # no view of it is left behind
