@@ -19,6 +19,8 @@ are plain aligned loads and stores here, which x86-64 orders as required;
 elsewhere mgdump uses read() (see `usable`).
 """
 
+import contextlib
+import gc
 import platform
 import select
 import threading
@@ -178,6 +180,13 @@ class MappedReader(RingReader):
 
     def close(self) -> None:
         if self.map is not None:
-            self.map.close()
+            try:
+                self.map.close()
+            except BufferError:
+                # a view of the ring outlived the writer (a bug): once the garbage
+                # collector has it the mapping can go; else it goes with the process
+                gc.collect()
+                with contextlib.suppress(BufferError):
+                    self.map.close()
             self.map = None
         super().close()

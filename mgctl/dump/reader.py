@@ -77,7 +77,8 @@ class RingReader(threading.Thread):
         try:
             self._loop()
         except OSError as e:
-            self.error = e
+            # a copy without the traceback, whose frames hold views of the ring
+            self.error = OSError(e.errno, e.strerror)
         except Exception as e:  # a bug: end the capture with a message, never hang
             self.error = OSError(errno.EIO, f"internal error: {e!r}")
 

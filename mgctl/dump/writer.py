@@ -50,7 +50,8 @@ class Writer(threading.Thread):
         try:
             self._loop()
         except OutputError as e:
-            self.error = e
+            # a copy without the traceback, whose frames hold views of the rings
+            self.error = OutputError(str(e), e.code)
             self.on_stop("error")
         except Exception as e:  # a bug: end the capture with a message, never hang
             self.error = OutputError(f"internal error in the writer: {e!r}", errno.EIO)

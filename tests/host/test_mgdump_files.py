@@ -254,3 +254,28 @@ def test_writer_writes_from_a_mapping_and_stops_at_count(tmp_path: Path) -> None
     w.close_outputs()
     assert len(read_back(path)[1]) == 10
     ring.close()  # no view of it is left behind
+
+
+def test_writer_error_keeps_no_view_of_the_ring() -> None:
+    """A failed write (EPIPE: the output's reader went away after the file header)
+    ends the writer with the error; nothing it keeps (the error, its traceback) holds
+    a view of the ring, so the ring can be unmapped (a mapped ring keeps the module in
+    use)."""
+    data = recs(4)
+    ring = mmap.mmap(-1, 1 << 16)
+    ring[: len(data)] = data
+    pool = BlockPool(2 << 20)
+    r, wfd = os.pipe()
+    try:
+        out = Output(Naming(f"/proc/self/fd/{wfd}"), IFACES, isb_fn)
+        out.write_records(b"", 0)  # the file header, as mgdump opens its outputs
+        os.close(r)
+        stops: list[str] = []
+        w = Writer(pool, [out], lambda s: 0, lambda s: 0, 2, None, stops.append)
+        w.start()
+        pool.put(Chunk(0, memoryview(ring)[: len(data)], 4, lambda: None, pooled=False))
+        w.join(10)
+        assert stops == ["error"] and w.error is not None and w.error.code == errno.EPIPE
+        ring.close()
+    finally:
+        os.close(wfd)
