@@ -77,8 +77,9 @@ class RingReader(threading.Thread):
         try:
             self._loop()
         except OSError as e:
-            # a copy without the traceback, whose frames hold views of the ring
-            self.error = OSError(e.errno, e.strerror)
+            # without the tracebacks, whose frames hold views of the ring
+            e.__cause__ = e.__context__ = None
+            self.error = e.with_traceback(None)
         except Exception as e:  # a bug: end the capture with a message, never hang
             self.error = OSError(errno.EIO, f"internal error: {e!r}")
 

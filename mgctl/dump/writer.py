@@ -50,8 +50,9 @@ class Writer(threading.Thread):
         try:
             self._loop()
         except OutputError as e:
-            # a copy without the traceback, whose frames hold views of the rings
-            self.error = OutputError(str(e), e.code)
+            # without the tracebacks, whose frames hold views of the rings
+            e.__cause__ = e.__context__ = None
+            self.error = e.with_traceback(None)
             self.on_stop("error")
         except Exception as e:  # a bug: end the capture with a message, never hang
             self.error = OutputError(f"internal error in the writer: {e!r}", errno.EIO)
