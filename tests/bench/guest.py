@@ -154,10 +154,7 @@ def _run_row(row: Row, count: int, perf_out: Path | None) -> dict[str, Any]:
             outcome = cap.finish()
     finally:
         if cap:
-            for p in cap.procs:
-                if p.alive():
-                    p.popen.kill()
-                    p.popen.wait()
+            cap.kill()
         if row.hook:
             sh("rmmod mgnull")
         if Path(f"/dev/mgcap/{DEV}").exists():

@@ -28,6 +28,8 @@ class Summary:
     us_min: float
     us_max: float
     added_us: float | None = None
+    # half the range of the row's µs/packet plus half that of its baseline's
+    added_spread_us: float | None = None
     added_pct: float | None = None
     captured: int | None = None
     drops: int | None = None
@@ -80,12 +82,13 @@ def summarize(results: list[dict[str, Any]]) -> list[Summary]:
                 r["cpu_seconds"] * 1e6 / max(r["captured"], 1) for r in runs
             )
         out.append(s)
-    medians = {s.key: s.us_per_packet for s in out}
+    by_row = {s.key: s for s in out}
     for s in out:
-        if s.baseline in medians:
-            base = medians[s.baseline]
-            s.added_us = s.us_per_packet - base
-            s.added_pct = 100 * s.added_us / base
+        if s.baseline in by_row:
+            b = by_row[s.baseline]
+            s.added_us = s.us_per_packet - b.us_per_packet
+            s.added_spread_us = (s.us_max - s.us_min) / 2 + (b.us_max - b.us_min) / 2
+            s.added_pct = 100 * s.added_us / b.us_per_packet
     return out
 
 
@@ -94,14 +97,16 @@ def _f(v: float | int | None, fmt: str) -> str:
 
 
 def table(rows: list[Summary]) -> str:
-    head = ("| row | frame B | gen thr | offered | pps | µs/pkt | ± | added µs | added % "
-            "| captured | drops | unaccounted | capture CPU s | CPU µs/pkt |")  # fmt: skip
-    lines = [head, "|" + "---|" * 14]
+    head = ("| row | frame B | gen thr | offered | pps | µs/pkt | ± | added µs "
+            "| added ± µs | added % | captured | drops | unaccounted | capture CPU s "
+            "| CPU µs/pkt |")  # fmt: skip
+    lines = [head, "|" + "---|" * 15]
     for s in rows:
         lines.append(
             f"| {s.name} | {s.pkt_size} | {s.threads} | {s.offered} | {s.pps:,.0f} "
             f"| {s.us_per_packet:.3f} | {s.spread_pct:.1f} % | {_f(s.added_us, '+.3f')} "
-            f"| {_f(s.added_pct, '+.1f')} | {_f(s.captured, 'd')} | {_f(s.drops, 'd')} "
+            f"| {_f(s.added_spread_us, '.3f')} | {_f(s.added_pct, '+.1f')} "
+            f"| {_f(s.captured, 'd')} | {_f(s.drops, 'd')} "
             f"| {_f(s.unaccounted, 'd')} | {_f(s.cpu_seconds, '.2f')} "
             f"| {_f(s.cpu_us_per_packet, '.2f')} |"
         )
@@ -172,9 +177,9 @@ def filter_ratios(rows: list[Summary]) -> str:
 def ratios(rows: list[Summary]) -> str:
     """mgcap's added cost and CPU per packet against each peer's (same frames, threads)."""
     lines = [
-        "| mgcap row | peer | mgcap added µs | peer added µs | added-cost ratio "
+        "| mgcap row | peer | frame B | mgcap added µs | peer added µs | added-cost ratio "
         "| mgcap CPU µs/pkt | peer CPU µs/pkt | CPU ratio |",
-        "|" + "---|" * 8,
+        "|" + "---|" * 9,
     ]
     peers = [s for s in rows if s.group in ("peer", "reader")]
     for mg_name in ("mgcap drop + mgdump", "mgcap mirror + mgdump"):
@@ -189,8 +194,10 @@ def ratios(rows: list[Summary]) -> str:
                 else None
             )
             lines.append(
-                f"| {mg.name} ({mg.threads} thr) | {p.name} | {mg.added_us:+.3f} "
-                f"| {p.added_us:+.3f} | {ratio:.2f} | {_f(mg.cpu_us_per_packet, '.2f')} "
+                f"| {mg.name} ({mg.threads} thr) | {p.name} | {p.pkt_size} "
+                f"| {mg.added_us:+.3f} ± {_f(mg.added_spread_us, '.3f')} "
+                f"| {p.added_us:+.3f} ± {_f(p.added_spread_us, '.3f')} | {ratio:.2f} "
+                f"| {_f(mg.cpu_us_per_packet, '.2f')} "
                 f"| {_f(p.cpu_us_per_packet, '.2f')} | {_f(cpu, '.2f')} |"
             )
     return "\n".join(lines)

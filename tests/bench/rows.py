@@ -5,12 +5,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.bench.tools import Capture, Dumpcap, MgcapCapture, Netsniff, Tcpdump, Xdpdump
+from tests.bench.tools import (
+    MGDUMP_BUFFER_KIB,
+    Capture,
+    Dumpcap,
+    MgcapCapture,
+    Netsniff,
+    Tcpdump,
+    Xdpdump,
+)
 
 SIZES = (64, 128, 256, 1500)
 LOSS_RING = 64 << 10
-# per CPU: 64 MiB in all on two CPUs, the buffer the peers get (tcpdump -B 65536 and so on)
-RING = 32 << 20
+OVERLOAD_MGDUMP_KIB = 2048  # mgdump's smallest buffer: two blocks of 1 MiB
+# per CPU; with mgdump's own buffer (tests/bench/tools.py MGDUMP_BUFFER_KIB) 64 MiB in
+# all on two CPUs, the buffer the peers get (tcpdump -B 65536 and so on)
+RING = 16 << 20
 
 Maker = Callable[[str, Path, int | None], Capture]
 
@@ -65,12 +75,18 @@ NULL_CONSUME = "null rx_handler, consume"
 
 
 def _mgcap(
-    mode: str, reader: str = "mgdump", ring: int = RING, capture_filter: str | None = None
+    mode: str,
+    reader: str = "mgdump",
+    ring: int = RING,
+    capture_filter: str | None = None,
+    snaplen: int | None = None,
+    buffer_kib: int = MGDUMP_BUFFER_KIB,
+    slow_output: bool = False,
 ) -> Maker:
     def make(dev: str, wd: Path, pin: int | None) -> Capture:
-        return MgcapCapture(
-            dev, wd, pin, mode=mode, reader=reader, ring_size=ring, capture_filter=capture_filter
-        )
+        return MgcapCapture(dev, wd, pin, mode=mode, reader=reader, ring_size=ring,
+                            capture_filter=capture_filter, snaplen=snaplen,
+                            buffer_kib=buffer_kib, slow_output=slow_output)  # fmt: skip
 
     return make
 
@@ -88,7 +104,25 @@ def _mgcap_rows(size: int, threads: int) -> list[Row]:
             baseline=NULL_PASS),
         Row("mgcap drop + mgdump", "mgcap", size, threads, make=_mgcap("drop"),
             baseline=NULL_CONSUME),
+        # netsniff-ng has no snapshot length: the same whole frames from mgcap
+        Row("mgcap drop + mgdump -s 0", "mgcap", size, threads,
+            make=_mgcap("drop", snaplen=0), baseline=NULL_CONSUME),
+        # the records copied out of the rings with read(), as mgdump did before it
+        # wrote from the mapped rings
+        Row("mgcap drop + mgdump --read", "mgcap", size, threads,
+            make=_mgcap("drop", "mgdump-read"), baseline=NULL_CONSUME),
     ]  # fmt: skip
+
+
+def _peer_rows(size: int, xdpdump: bool) -> list[Row]:
+    rows = [
+        Row("tcpdump -B 65536 -w", "peer", size, make=Tcpdump, baseline=NULL_PASS),
+        Row("dumpcap -B 64 -w", "peer", size, make=Dumpcap, baseline=NULL_PASS),
+        Row("netsniff-ng (whole frames)", "peer", size, make=Netsniff, baseline=NULL_PASS),
+    ]  # fmt: skip
+    if xdpdump:
+        rows.append(Row("xdpdump (libpcap mode)", "peer", size, make=Xdpdump, baseline=NULL_PASS))
+    return rows
 
 
 def _base_rows(size: int, threads: int) -> list[Row]:
@@ -136,34 +170,39 @@ def select(rows: list[Row], pattern: str) -> list[Row]:
 def all_rows(xdpdump: bool = True) -> list[Row]:
     rows: list[Row] = []
     for size in SIZES:
-        rows += _base_rows(size, 1) + _mgcap_rows(size, 1)
+        rows += _base_rows(size, 1) + _mgcap_rows(size, 1) + _peer_rows(size, xdpdump)
     rows += _base_rows(128, 2) + _mgcap_rows(128, 2)
     rows += [
+        Row("netsniff-ng (whole frames) fanout x2", "peer", threads=2,
+            make=lambda d, w, p: Netsniff(d, w, p, fanout=True), baseline=NULL_PASS),
         Row("mgcap drop + cat >/dev/null", "reader", make=_mgcap("drop", "cat-null"),
             baseline=NULL_CONSUME),
         Row("mgcap drop + cat >file", "reader", make=_mgcap("drop", "cat"),
             baseline=NULL_CONSUME),
         Row("mgcap drop + mgdump, wakeup_usecs=10000", "reader", make=_mgcap("drop"),
             baseline=NULL_CONSUME, module_params="wakeup_usecs=10000"),
-        Row("tcpdump -B 65536 -w", "peer", make=Tcpdump, baseline=NULL_PASS),
-        Row("dumpcap -B 64 -w", "peer", make=Dumpcap, baseline=NULL_PASS),
-        Row("netsniff-ng", "peer", make=Netsniff, baseline=NULL_PASS),
-        Row("netsniff-ng fanout x2", "peer", threads=2,
-            make=lambda d, w, p: Netsniff(d, w, p, fanout=True), baseline=NULL_PASS),
     ]  # fmt: skip
-    if xdpdump:
-        rows.append(Row("xdpdump (libpcap mode)", "peer", make=Xdpdump, baseline=NULL_PASS))
     rows += filter_rows()
     rows += loss_rows()
     return rows
 
 
 def loss_rows() -> list[Row]:
+    """Loss regimes, where the counters must still add up: a reader stopped during the
+    flood; and overload, a running tool whose output is slower than the link (a FIFO
+    drained at ~6.5 MB/s), both generator threads, small buffers of the same total
+    (mgcap: two 64 KiB rings and mgdump's smallest buffer, 2 MiB)."""
+    overload_kib = 2 * (LOSS_RING >> 10) + OVERLOAD_MGDUMP_KIB
     return [
         Row("LOSS mgcap drop, 64 KiB ring, reader stopped", "loss",
             make=_mgcap("drop", ring=LOSS_RING), stop_reader=True),
         Row("LOSS tcpdump -B 256, stopped", "loss",
             make=lambda d, w, p: Tcpdump(d, w, p, buffer_kib=256), stop_reader=True),
+        Row(f"OVERLOAD mgcap drop + mgdump -B {OVERLOAD_MGDUMP_KIB}, 64 KiB rings, slow output",
+            "loss", threads=2, make=_mgcap("drop", ring=LOSS_RING, slow_output=True,
+                                            buffer_kib=OVERLOAD_MGDUMP_KIB)),
+        Row(f"OVERLOAD tcpdump -B {overload_kib}, slow output", "loss", threads=2,
+            make=lambda d, w, p: Tcpdump(d, w, p, buffer_kib=overload_kib, slow_output=True)),
     ]  # fmt: skip
 
 

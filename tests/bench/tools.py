@@ -21,6 +21,9 @@ from tests.bench.capfile import count_packets
 from tests.bench.procs import Proc, cpu_ns, stop_all, wait_for, wait_quiet
 
 SNAPLEN = 96
+# mgdump's buffer: with mgcap's two rings (tests/bench/rows.py RING) the 64 MiB the
+# peers get
+MGDUMP_BUFFER_KIB = 32 << 10
 
 
 @dataclass
@@ -33,6 +36,21 @@ class Outcome:
     filtered: int | None = None
 
 
+# An output slower than the link: drain a FIFO into a file, 64 KiB every 10 ms
+# (at most ~6.5 MB/s, less under TCG), until the writer closes it.
+SLOW_SINK = """
+import os, sys, time
+src = os.open(sys.argv[1], os.O_RDONLY)
+dst = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+while True:
+    data = os.read(src, 65536)
+    if not data:
+        break
+    os.write(dst, data)
+    time.sleep(0.01)
+"""
+
+
 class Capture(ABC):
     """A capture tool under measurement; subclasses say how to run and account it."""
 
@@ -43,7 +61,27 @@ class Capture(ABC):
         self.workdir = workdir
         self.pin = pin
         self.procs: list[Proc] = []
+        self.sinks: list[Proc] = []  # slow outputs: not the tool, their CPU not counted
         self._cpu0 = 0
+
+    def slow_sink(self, out: Path) -> Path:
+        """A FIFO for the tool to write to instead of out, drained into out slowly."""
+        fifo = out.with_name(out.name + ".fifo")
+        os.mkfifo(fifo)
+        argv = [sys.executable, "-I", "-S", "-c", SLOW_SINK, str(fifo), str(out)]
+        self.sinks.append(Proc(argv, self.workdir, f"sink{len(self.sinks)}", None))
+        return fifo
+
+    def end_sinks(self) -> None:
+        """After the tool exited: the slow outputs have written all it gave them."""
+        for s in self.sinks:
+            s.wait(600)
+
+    def kill(self) -> None:
+        for p in [*self.procs, *self.sinks]:
+            if p.alive():
+                p.popen.kill()
+                p.popen.wait()
 
     @abstractmethod
     def start(self) -> None: ...
@@ -111,6 +149,7 @@ class PeerCapture(Capture):
     def finish(self) -> Outcome:
         cpu = self.settle()
         stop_all(self.procs)
+        self.end_sinks()
         outputs = [p.output() for p in self.procs]
         return Outcome(
             captured=sum(count_packets(str(f)) for f in self.outputs()),
@@ -134,18 +173,26 @@ class Tcpdump(PeerCapture):
         pin: int | None,
         buffer_kib: int = 65536,
         expression: str | None = None,
+        slow_output: bool = False,
     ) -> None:
         super().__init__(dev, workdir, pin)
         self.buffer_kib = buffer_kib
         self.expression = expression
+        self.slow_output = slow_output
+        self.target = self.outputs()[0]  # what -w names: the file, or a slow sink's FIFO
 
     def outputs(self) -> list[Path]:
         return [self.workdir / "tcpdump.pcap"]
 
+    def start(self) -> None:
+        if self.slow_output:
+            self.target = self.slow_sink(self.outputs()[0])
+        super().start()
+
     def argvs(self) -> list[list[str]]:
         return [
             ["tcpdump", "-i", self.dev, "-n", "-s", str(SNAPLEN), "-B", str(self.buffer_kib),
-             "-w", str(self.outputs()[0]), *([self.expression] if self.expression else [])]
+             "-w", str(self.target), *([self.expression] if self.expression else [])]
         ]  # fmt: skip
 
     def drops(self, output: str) -> int:
@@ -251,12 +298,22 @@ class MgcapCapture(Capture):
         reader: str = "mgdump",
         ring_size: int | None = None,
         capture_filter: str | None = None,
+        snaplen: int | None = None,
+        buffer_kib: int = MGDUMP_BUFFER_KIB,
+        slow_output: bool = False,
     ) -> None:
         super().__init__(dev, workdir, pin)
+        self.buffer_kib = buffer_kib
+        self.slow_output = slow_output
         self.mode = mode
         self.ring_size = ring_size
         self.capture_filter = capture_filter
+        self.snaplen = snaplen  # None: the module's default (96)
         self.started_here = False  # the capture was started here, not by mgdump
+        # "mgdump-read": mgdump --read (the records copied out with read())
+        self.read_rings = reader == "mgdump-read"
+        if self.read_rings:
+            reader = "mgdump"
         self.reader = "cat" if reader == "mgdump" and not mgdump_available() else reader
         self.stats_json = workdir / "mgdump-stats.json"
         self.out = workdir / ("mgcap.pcapng" if self.reader != "cat-null" else "null")
@@ -267,8 +324,14 @@ class MgcapCapture(Capture):
     def start(self) -> None:
         node = f"/dev/mgcap/{self.dev}"
         if self.reader == "mgdump":
-            argv = [_python_tool("mgdump"), "-i", self.dev, "-w", str(self.out),
-                    "-q", "--stats-json", str(self.stats_json)]  # fmt: skip
+            target = self.slow_sink(self.out) if self.slow_output else self.out
+            argv = [_python_tool("mgdump"), "-i", self.dev, "-w", str(target),
+                    "-q", "--stats-json", str(self.stats_json),
+                    "-B", str(self.buffer_kib)]  # fmt: skip
+            if self.read_rings:
+                argv.append("--read")
+            if self.snaplen is not None:
+                argv += ["-s", str(self.snaplen)]
             if self.capture_filter and not mgdump_takes_filter():
                 self._start_capture()
             else:
@@ -286,8 +349,8 @@ class MgcapCapture(Capture):
             readers = os.cpu_count() or 1
         else:
             self._start_capture()
-            target = "/dev/null" if self.reader == "cat-null" else str(self.out)
-            p = self.spawn(["sh", "-c", f"exec cat {node} > {target}"], tag="cat", pin=self.pin)
+            into = "/dev/null" if self.reader == "cat-null" else str(self.out)
+            p = self.spawn(["sh", "-c", f"exec cat {node} > {into}"], tag="cat", pin=self.pin)
             readers = 1
         wait_for(f"{self.reader} to open {node}", lambda: p.open_count(node) >= readers, [p])
 
@@ -295,7 +358,8 @@ class MgcapCapture(Capture):
         from mgctl.api import Mgcap
 
         with Mgcap() as m:
-            m.start(self.dev, mode=self.mode, ring_size=self.ring_size, filter=self.capture_filter)
+            m.start(self.dev, mode=self.mode, ring_size=self.ring_size, snaplen=self.snaplen,
+                    filter=self.capture_filter)  # fmt: skip
         self.started_here = True
 
     def _kernel_stats(self) -> dict[str, int]:
@@ -306,6 +370,7 @@ class MgcapCapture(Capture):
         cpu = self.settle()
         if self.reader == "mgdump":
             stop_all(self.procs)
+            self.end_sinks()
             stats = json.loads(self.stats_json.read_text())
             in_file = count_packets(str(self.out))
             if in_file != stats["written"]:
