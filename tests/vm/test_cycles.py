@@ -1,5 +1,6 @@
-"""Many netlink start/stop cycles leave nothing behind: no ring mapping, no memory
-(MemFree after dropping caches), and on the debug kernel no kmemleak object
+"""Many netlink start/stop cycles leave nothing behind: no ring mapping, no vmalloc
+or per-CPU memory (exactly enough to see one page per cycle), no MemFree beyond its
+noise (after dropping caches), and on the debug kernel no kmemleak object
 allocated through mgcap. MGCAP_CYCLES sets the count: 300 (about 55 s on 6.1 under
 TCG, 1000 took 175 s), 1000 on the debug kernel (vmrun); MGCAP_CYCLES=10000 for the
 long run."""
@@ -12,9 +13,11 @@ import pytest
 from mgctl.api import Mgcap
 from tests.harness import kmemleak
 from tests.vm.conftest import Module
-from tests.vm.test_lifecycle import mem_free_kib, mgcap_vmaps
+from tests.vm.test_lifecycle import mem_free_kib, meminfo_kib, mgcap_vmaps
 
 CYCLES = int(os.environ.get("MGCAP_CYCLES") or 300)
+# /proc/meminfo fields that must not move over the cycles, and where MemFree goes
+KEPT = ("VmallocUsed", "Percpu", "Slab", "SUnreclaim", "AnonPages", "PageTables")
 RING = 1 << 16  # the smallest ring: the test is about what a cycle keeps, not its size
 
 
@@ -28,6 +31,7 @@ def test_netlink_start_stop_cycles_leave_nothing(mgcap: Module, dummy: str) -> N
         if kmemleak.available():
             kmemleak.clear()
         before = mem_free_kib()
+        kept = meminfo_kib(KEPT)
         start = time.monotonic()
         for _ in range(CYCLES):
             m.start(dummy, ring_size=RING)
@@ -36,7 +40,13 @@ def test_netlink_start_stop_cycles_leave_nothing(mgcap: Module, dummy: str) -> N
         assert m.captures() == []
     assert mgcap_vmaps() == 0
     drift = before - mem_free_kib()
-    print(f"{CYCLES} cycles in {took:.0f} s; memory held after them: {drift} KiB")
+    moved = {k: v - kept[k] for k, v in meminfo_kib(KEPT).items()}
+    print(f"{CYCLES} cycles in {took:.0f} s; memory held after them: {drift} KiB; {moved}")
+    # every ring is vmalloc'd (64 KiB here) and its page array too: a leak of either
+    # per cycle would move VmallocUsed by CYCLES pages at least; per-CPU memory by as
+    # much for a per-CPU leak per cycle of a page's worth
+    assert abs(moved["VmallocUsed"]) < 256, moved
+    assert abs(moved["Percpu"]) < 256, moved
     # MemFree moves by several MiB between two readings whatever the cycles do (6.1:
     # 5072 KiB after 300 cycles, less than 4096 after 1000): this bound catches what
     # is kept per cycle from about 16 MiB / CYCLES up (the rings of every cycle,

@@ -187,10 +187,18 @@ def mem_free_kib() -> int:
     sh("sync")
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
     time.sleep(1)  # let deferred (RCU) frees run
+    return meminfo_kib(("MemFree",))["MemFree"]
+
+
+def meminfo_kib(fields: tuple[str, ...]) -> dict[str, int]:
+    """These /proc/meminfo fields, in KiB."""
+    out = {}
     for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemFree:"):
-            return int(line.split()[1])
-    raise AssertionError("no MemFree")
+        key, _, value = line.partition(":")
+        if key in fields:
+            out[key] = int(value.split()[0])
+    assert set(out) == set(fields), out
+    return out
 
 
 def mgcap_vmaps() -> int:
