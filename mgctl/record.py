@@ -6,8 +6,9 @@ same fixed header with struct at memoryview offsets, so that a walk is linear in
 the bytes and allocates nothing per record but what it returns.
 
 A read() returns whole records back to back.  Most of the time every record has
-the same length (frames at least snaplen long); count() checks the length fields
-at that stride in C code, and only mixed-length runs are walked record by record.
+the same length (frames at least snaplen long, or a flood of one size); count()
+checks the length fields at that stride in C code, and only mixed-length runs are
+walked record by record.
 """
 
 import struct
@@ -105,17 +106,28 @@ def build_record(rec: Record) -> bytes:
 # -- runs of records as mgdump moves them (trusted: written by the kernel) ----
 
 
-def count(buf: bytes | bytearray | memoryview, uniform_len: int) -> int:
-    """Number of records in buf, a run of whole records."""
+def uniform_length(buf: bytes | bytearray | memoryview) -> int | None:
+    """The length of every record in buf if all have the length of the first (a flood
+    of one frame size, or frames at least snaplen long), else None.  Checked in C
+    code: each record's length says where the next begins, so if the length fields at
+    the first record's stride all say that stride, the records are exactly those."""
     n = len(buf)
-    if n == 0:
+    if n < _MIN_LEN:
+        return None
+    view = memoryview(buf).cast("B")
+    first = int(_U32.unpack_from(view, 4)[0])
+    if first < _MIN_LEN or first % 4 or n % first:
+        return None
+    lengths = view.cast("I")[1 :: first // 4]
+    return first if lengths.tolist().count(first) == len(lengths) else None
+
+
+def count(buf: bytes | bytearray | memoryview) -> int:
+    """Number of records in buf, a run of whole records (mixed lengths are walked)."""
+    if not buf:
         return 0
-    if n % uniform_len == 0 and n % 4 == 0:
-        words = memoryview(buf).cast("B").cast("I")
-        lengths = words[1 :: uniform_len // 4]
-        if lengths.tolist().count(uniform_len) == len(lengths):
-            return n // uniform_len
-    return _walk(buf, n)[0]
+    stride = uniform_length(buf)
+    return len(buf) // stride if stride else _walk(buf, len(buf))[0]
 
 
 def _walk(

@@ -106,7 +106,7 @@ class MappedReader(RingReader):
 
     def waiting(self) -> int:
         assert self.map is not None
-        return record.count(self.map.records(self._taken, self.map.producer_pos), self.record_len)
+        return record.count(self.map.records(self._taken, self.map.producer_pos))
 
     def _loop(self) -> None:
         m = self.map
@@ -137,7 +137,7 @@ class MappedReader(RingReader):
         """Hand the writer the records in [taken, prod); returns their bytes."""
         start = self._taken
         view = m.records(start, prod)
-        packets = record.count(view, self.record_len)
+        packets = record.count(view)
         self._taken = prod
         if self._needs_ids(view) or prod - m.consumer_pos > self.copy_above:
             self._copy(view, packets, prod)
@@ -157,12 +157,12 @@ class MappedReader(RingReader):
     def _copy(self, view: memoryview, packets: int, prod: int) -> None:
         """Copy into blocks of the buffer (fixing interface ids if need be), then give
         the ring's bytes back unless the writer still has earlier ones of this ring."""
-        uniform = packets * self.record_len == len(view)
+        stride = record.uniform_length(view)
         size = self.pool.block_size
         while view:
-            if uniform:
-                n = min(len(view) // self.record_len, size // self.record_len)
-                nbytes = n * self.record_len
+            if stride:
+                n = min(len(view) // stride, size // stride)
+                nbytes = n * stride
             else:
                 n, nbytes = record.head_bytes(view, size)
             block = self.pool.take()

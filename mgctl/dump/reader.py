@@ -90,7 +90,7 @@ class RingReader(threading.Thread):
         """Records in the ring not taken yet (before the thread starts)."""
         ring = self.dev.map_ring()
         try:
-            return record.count(ring.pending(), self.record_len)
+            return record.count(ring.pending())
         finally:
             ring.close()
 
@@ -174,7 +174,7 @@ class ReadReader(RingReader):
         got = view[:n]
         if self._needs_ids(got):
             record.set_interface_id(got, self.interface_id)
-        packets = record.count(got, self.record_len)
+        packets = record.count(got)
         if self._block is None:
             self.dropped += packets  # no free block: the spare one is overwritten
             return n

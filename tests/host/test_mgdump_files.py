@@ -35,10 +35,20 @@ def recs(n: int, caplen: int = len(FRAME), ifid: int = 0, start: int = 0) -> byt
 
 def test_count_uniform_and_mixed() -> None:
     rl = uapi.record_len(len(FRAME))
-    assert record.count(recs(100), rl) == 100
+    assert record.count(recs(100)) == 100
+    assert record.uniform_length(recs(100)) == rl
+    # uniform, but shorter than the snapshot length (64-byte frames, -s 0): still
+    # the stride check, not a walk
+    assert record.uniform_length(recs(50, caplen=20)) == uapi.record_len(20)
+    assert record.count(recs(50, caplen=20)) == 50
     mixed = recs(3) + recs(2, caplen=20) + recs(4)
-    assert record.count(mixed, rl) == 9
-    assert record.count(b"", rl) == 0
+    assert record.uniform_length(mixed) is None
+    assert record.count(mixed) == 9
+    assert record.count(b"") == 0
+    # records of 100, 60 and 140 bytes: 300 = 3 x 100, yet not uniform
+    odd = b"".join(build_record(Record(0, TS, 200, bytes(c))) for c in (68, 28, 108))
+    assert [uapi.record_len(c) for c in (68, 28, 108)] == [100, 60, 140]
+    assert record.uniform_length(odd) is None and record.count(odd) == 3
     assert record.head(mixed, 4) == 3 * rl + uapi.record_len(20)
     assert record.head_bytes(mixed, 3 * rl + 5) == (3, 3 * rl)
 
@@ -49,7 +59,7 @@ def test_count_is_not_fooled_by_a_stride_match() -> None:
     short = uapi.record_len((rl // 2) - 32)
     assert short * 2 == rl
     buf = recs(1, caplen=(rl // 2) - 32) * 2 + recs(1, caplen=min(96, len(FRAME)))
-    assert record.count(buf, rl) == 3
+    assert record.count(buf) == 3
 
 
 def test_set_interface_id() -> None:
