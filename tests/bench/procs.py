@@ -69,6 +69,28 @@ class Proc:
         return n
 
 
+def packet_sockets_running(pid: int, ifindex: int) -> int:
+    """How many of pid's AF_PACKET sockets are bound to ifindex and receiving
+    (/proc/net/packet's R column: the socket's hook is registered)."""
+    inodes = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return 0
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(int(link[8:-1]))
+    n = 0
+    for line in Path("/proc/net/packet").read_text().splitlines()[1:]:
+        f = line.split()  # sk RefCnt Type Proto Iface R Rmem User Inode
+        n += int(f[4]) == ifindex and f[5] == "1" and int(f[8]) in inodes
+    return n
+
+
 def wait_for(
     what: str, pred: Callable[[], bool], procs: Sequence[Proc], timeout: float = 120
 ) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.capfile import count_packets
-from tests.bench.procs import Proc, cpu_ns, stop_all, wait_for, wait_quiet
+from tests.bench.procs import Proc, cpu_ns, packet_sockets_running, stop_all, wait_for, wait_quiet
 
 SNAPLEN = 96
 # mgdump's buffer: with mgcap's two rings (tests/bench/rows.py RING) the 64 MiB the
@@ -142,6 +142,13 @@ class PeerCapture(Capture):
             self.spawn(argv, pin=pin)
         for p in self.procs:
             wait_for(f"{self.name} to start", self._ready(p), [p])
+            # its message can come before its socket receives (dumpcap's does: the
+            # first frames of a flood were neither captured nor counted)
+            wait_for(f"{self.name}'s packet socket on {self.dev}", self._receiving(p), [p])
+
+    def _receiving(self, p: Proc) -> Callable[[], bool]:
+        ifindex = int(Path(f"/sys/class/net/{self.dev}/ifindex").read_text())
+        return lambda: packet_sockets_running(p.pid, ifindex) > 0
 
     def _ready(self, p: Proc) -> Callable[[], bool]:
         return lambda: self.ready_marker in p.output()
