@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 from mgctl import record
 from mgctl.chardev import RingMap
-from mgctl.dump.buffer import BlockPool, Chunk
+from mgctl.dump.buffer import Chunk
 from mgctl.dump.reader import HOLD, SMALL_READ, RingReader
 
 # Architectures whose plain loads and stores give the ring's acquire/release order.
@@ -84,22 +84,8 @@ class Handback:
 class MappedReader(RingReader):
     access = "mmap"
 
-    def __init__(
-        self,
-        source: int,
-        path: str,
-        ring: int,
-        interface_id: int,
-        snaplen: int,
-        pool: BlockPool,
-        pin: bool,
-    ) -> None:
-        super().__init__(source, path, ring, interface_id, snaplen, pool, pin)
-        try:
-            self.map: RingMap | None = self.dev.map_ring()
-        except BaseException:
-            self.dev.close()
-            raise
+    def _setup(self) -> None:
+        self.map: RingMap | None = self.dev.map_ring()
         self.copy_above = self.ring_size // 2
         self._taken = self.map.consumer_pos  # handed to the writer, copied or dropped
         self._handback = Handback(self._taken, self.map.release_to)

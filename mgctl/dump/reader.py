@@ -54,20 +54,24 @@ class RingReader(threading.Thread):
         self.record_len = uapi.record_len(snaplen)
         self.pool = pool
         self.pin = pin
-        self.dev = CaptureDevice(path, nonblock=True)
-        try:
-            self.dev.bind(ring)  # exclusive: a second reader of this ring fails here
-            self.ring_size = self.dev.info().ring_size
-        except BaseException:
-            self.dev.close()
-            raise
-        self.pause = min(self.ring_size * PAUSE_PER_RING_BYTE, MAX_PAUSE)
         self.stop_requested = threading.Event()
         self.drain_on_stop = True
         self.error: OSError | None = None
         self.dropped = 0  # records the buffer had no room for
         self.buffered = 0  # records that went through the buffer (copied out of the ring)
         self._fix_ids = True
+        self.dev = CaptureDevice(path, nonblock=True)
+        try:
+            self.dev.bind(ring)  # exclusive: a second reader of this ring fails here
+            self.ring_size = self.dev.info().ring_size
+            self.pause = min(self.ring_size * PAUSE_PER_RING_BYTE, MAX_PAUSE)
+            self._setup()
+        except BaseException:
+            self.dev.close()
+            raise
+
+    def _setup(self) -> None:
+        """What a kind of reader needs besides the bound file."""
 
     def run(self) -> None:
         if self.pin:
@@ -110,22 +114,12 @@ class ReadReader(RingReader):
 
     access = "read"
 
-    def __init__(
-        self,
-        source: int,
-        path: str,
-        ring: int,
-        interface_id: int,
-        snaplen: int,
-        pool: BlockPool,
-        pin: bool,
-    ) -> None:
-        super().__init__(source, path, ring, interface_id, snaplen, pool, pin)
+    def _setup(self) -> None:
         self._block: bytearray | None = None  # being filled
         self._fill = 0
         self._packets = 0
         self._since = 0.0  # when the block got its first records
-        self._spare = bytearray(pool.block_size)  # read into when no block is free
+        self._spare = bytearray(self.pool.block_size)  # read into when no block is free
 
     def _loop(self) -> None:
         dev = self.dev

@@ -126,6 +126,24 @@ def isb_counters(path: Path) -> list[dict[str, int]]:
     return out
 
 
+def flood_then_sigterm(args: list[str], dev: str, count: int) -> tuple[int, bytes, str]:
+    """mgdump with args in its own process, a pktgen flood of count 128-byte frames
+    into dev once it captures (nobody reads its standard output meanwhile), then
+    SIGTERM: (frames sent, its standard output, its standard error); it exited 0."""
+    proc = subprocess.Popen([MGDUMP, "-q", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert eventually(lambda: Path(f"/dev/mgcap/{dev}").exists(), timeout=120)
+        time.sleep(1)  # its ring readers bind right after the start
+        sent = Pktgen(dev).run(count=count, pkt_size=128)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    return sent, out, err.decode()
+
+
 @pytest.fixture
 def loaded(mgcap: Module) -> Iterator[Module]:
     mgcap.load()
@@ -158,21 +176,10 @@ def test_flood_sigterm_accounting_and_isb(tmp_path: Path, loaded: Module, dummy:
     packets plus every reported drop equal what pktgen sent; ISBs equal the kernel."""
     out = tmp_path / "flood.pcapng"
     stats = tmp_path / "flood.json"
-    proc = subprocess.Popen(
-        [MGDUMP, "-q", "-i", dummy, "-w", str(out), "--ring-size", "65536", "--mode", "drop",
-         "--stats-json", str(stats)],
-        stderr=subprocess.PIPE, text=True,
+    sent, _, err = flood_then_sigterm(
+        ["-i", dummy, "-w", str(out), "--ring-size", "65536", "--mode", "drop",
+         "--stats-json", str(stats)], dummy, 20_000,
     )  # fmt: skip
-    try:
-        assert eventually(lambda: Path(f"/dev/mgcap/{dummy}").exists(), timeout=120)
-        time.sleep(1)
-        sent = Pktgen(dummy).run(count=20_000, pkt_size=128)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
     assert "interrupted" in err
     s = json.loads(stats.read_text())
     n = capinfos_count(out)
@@ -384,23 +391,12 @@ def test_slow_output_goes_through_the_buffer(tmp_path: Path, loaded: Module, dum
     ring fill, and what does not fit in a small buffer is counted, exactly."""
     stats = tmp_path / "slow.json"
     out = tmp_path / "slow.pcapng"
-    proc = subprocess.Popen(
-        [MGDUMP, "-q", "-i", dummy, "-w", "-", "--ring-size", str(1 << 20), "--mode", "drop",
-         "-B", "2048", "--stats-json", str(stats)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    # 50,000 records of 128 bytes: 6.4 MB against a 64 KiB pipe, a 1 MiB ring and
+    # 2 MiB of buffer, none of them drained before the flood ends
+    sent, data, _ = flood_then_sigterm(
+        ["-i", dummy, "-w", "-", "--ring-size", str(1 << 20), "--mode", "drop",
+         "-B", "2048", "--stats-json", str(stats)], dummy, 50_000,
     )  # fmt: skip
-    try:
-        assert eventually(lambda: Path(f"/dev/mgcap/{dummy}").exists(), timeout=120)
-        time.sleep(1)
-        # 50,000 records of 128 bytes: 6.4 MB against a 64 KiB pipe, a 1 MiB ring and
-        # 2 MiB of buffer, none of them drained before the flood ends
-        sent = Pktgen(dummy).run(count=50_000, pkt_size=128)
-        proc.send_signal(signal.SIGTERM)
-        data, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
     out.write_bytes(data)
     s = json.loads(stats.read_text())
     assert s["ring_access"] == "mmap"
