@@ -123,11 +123,11 @@ class MappedReader(RingReader):
         """Hand the writer the records in [taken, prod); returns their bytes."""
         start = self._taken
         view = m.records(start, prod)
-        packets = record.count(view)
         self._taken = prod
         if self._needs_ids(view) or prod - m.consumer_pos > self.copy_above:
-            self._copy(view, packets, prod)
+            self._copy(view, prod)
             return prod - start
+        packets = record.count(view)
         self._handback.hand(start, prod)
         self.pool.put(
             Chunk(
@@ -140,7 +140,7 @@ class MappedReader(RingReader):
         )
         return prod - start
 
-    def _copy(self, view: memoryview, packets: int, prod: int) -> None:
+    def _copy(self, view: memoryview, prod: int) -> None:
         """Copy into blocks of the buffer (fixing interface ids if need be), then give
         the ring's bytes back unless the writer still has earlier ones of this ring."""
         stride = record.uniform_length(view)
