@@ -21,11 +21,11 @@ import pytest
 
 from tests.vm.conftest import ROOT, Module, VethPair, capinfos_count, run_mgctl, sh, sysctl
 
-# ansible under TCG costs about 18 minutes for these two tests (docs/testing.md),
-# more than CI's budget leaves: they run when asked for
+# the plays cost ~3.5 min (fleet, every boot) and ~2.5 min (module, one boot) under
+# TCG (docs/testing.md); MGCAP_ANSIBLE_VM=0 leaves them out of a quick local run
 pytestmark = pytest.mark.skipif(
-    os.environ.get("MGCAP_ANSIBLE_VM") != "1",
-    reason="ansible plays take ~18 min under TCG: MGCAP_ANSIBLE_VM=1 runs them",
+    os.environ.get("MGCAP_ANSIBLE_VM") == "0",
+    reason="MGCAP_ANSIBLE_VM=0: the ansible plays are left out",
 )
 
 BIN = Path(sys.executable).parent
