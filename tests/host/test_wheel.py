@@ -108,12 +108,13 @@ def test_wheel_scripts_run_from_the_wheel(wheel: Path, tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             env=env,
-            cwd=tmp_path,  # not the checkout: python -c puts the cwd first on sys.path
+            cwd=tmp_path,
             timeout=120,
             check=False,
         )
         assert proc.returncode == 0, proc.stderr
         assert VERSION in proc.stdout, proc.stdout
+    # from tmp_path, not the checkout: `python -c` puts the cwd first on sys.path
     where = subprocess.run(
         [str(py), "-c", "import mgctl.spec as s; print(s.__file__); print(s.spec_path())"],
         capture_output=True,
