@@ -102,28 +102,20 @@ def test_wheel_scripts_run_from_the_wheel(wheel: Path, tmp_path: Path) -> None:
         timeout=300,
     )
     env = dict(os.environ, PYTHONPATH=sysconfig.get_paths()["purelib"])
-    for script in ("mgctl", "mgdump"):
+
+    def run(*args: str) -> str:
+        # from tmp_path, not the checkout: `python -c` puts the cwd first on sys.path
         proc = subprocess.run(
-            [str(env_dir / "bin" / script), "--version"],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-            check=False,
+            args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False
         )
-        assert proc.returncode == 0, proc.stderr
-        assert VERSION in proc.stdout, proc.stdout
-    # from tmp_path, not the checkout: `python -c` puts the cwd first on sys.path
-    where = subprocess.run(
-        [str(py), "-c", "import mgctl.spec as s; print(s.__file__); print(s.spec_path())"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-        check=True,
-    ).stdout.split()
+        assert proc.returncode == 0, f"{args}: {proc.stderr}"
+        return proc.stdout
+
+    for script in ("mgctl", "mgdump"):
+        out = run(str(env_dir / "bin" / script), "--version")
+        assert VERSION in out, out
+    code = "import mgctl.spec as s; print(s.__file__); print(s.spec_path())"
+    where = run(str(py), "-c", code).split()
     assert all(p.startswith(str(env_dir)) for p in where), where
     assert Path(where[1]).read_bytes() == (ROOT / "netlink-spec" / "mgcap.yaml").read_bytes()
     share = env_dir / "share"
