@@ -148,7 +148,7 @@ def prebuilt_files() -> tuple[Path, Path]:
     reason="the debug kernel has no headers package for DKMS to build against",
 )
 @pytest.mark.once(
-    slot=1,
+    slot=0,
     why="dpkg -i and --purge take ~8 min under TCG: one kernel's boot of a run installs the .deb",
 )
 def test_deb_dkms_modprobe_and_autoload(throwaway_install: Module, tmp_path: Path) -> None:
