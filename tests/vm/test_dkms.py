@@ -39,7 +39,7 @@ import mgctl
 from tests.harness.build import DEBUG
 from tests.pkg import prebuilt
 from tests.pkg.deb import PACKAGE
-from tests.vm.conftest import KO, Module, run_mgctl, sh
+from tests.vm.conftest import BUILD, KO, Module, run_mgctl, sh
 
 KVER = os.uname().release
 VERSION = mgctl.__version__
@@ -144,7 +144,7 @@ def prebuilt_files() -> tuple[Path, Path]:
     os.environ.get("MGCAP_DKMS_VM") == "0", reason="MGCAP_DKMS_VM=0: the .deb is left out"
 )
 @pytest.mark.skipif(
-    Path(os.environ.get("MGCAP_BUILD", "")).name == DEBUG,
+    BUILD.name == DEBUG,
     reason="the debug kernel has no headers package for DKMS to build against",
 )
 @pytest.mark.once(
