@@ -269,7 +269,7 @@ def run_kernel(
         report = leaks_file.read_text(errors="replace")
         others = report.count("unreferenced object")
         leaks = mgcap_leaks(report)
-        print(f"== {kernel}: kmemleak: {len(leaks)} of {others} unreferenced objects from mgcap")
+        print(f"== {kernel}: kmemleak: {len(leaks)} of {others} unreferenced objects from mgcap (or an unloaded module)")
         bad += [f"kmemleak: {leak}" for leak in leaks]
     if bad:
         print(f"== {kernel}: FAILED: the guest kernel reported problems:")
