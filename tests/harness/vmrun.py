@@ -269,7 +269,10 @@ def run_kernel(
         report = leaks_file.read_text(errors="replace")
         others = report.count("unreferenced object")
         leaks = mgcap_leaks(report)
-        print(f"== {kernel}: kmemleak: {len(leaks)} of {others} unreferenced objects from mgcap (or an unloaded module)")
+        print(
+            f"== {kernel}: kmemleak: {len(leaks)} of {others} unreferenced objects"
+            " from mgcap (or a module unloaded since)"
+        )
         bad += [f"kmemleak: {leak}" for leak in leaks]
     if bad:
         print(f"== {kernel}: FAILED: the guest kernel reported problems:")
