@@ -19,7 +19,7 @@ def _mgcap_frame(line: str) -> str | None:
     address in the module area is the frame of a module unloaded before the scan
     (mgcap is unloaded after each test), so it counts, named as such."""
     line = line.strip()
-    if line.endswith("[mgcap]"):
+    if "[mgcap]" in line:
         return line
     if (bare := BARE_FRAME.match(line)) and int(bare.group(1), 16) in MODULE_AREA:
         return f"{line} (a module unloaded since)"
