@@ -32,7 +32,10 @@ from tests.harness.build import BUILD, DEBUG, DEBUG_TREE, ROOT, build_module
 from tests.harness.kmemleak import mgcap_leaks
 from tests.pkg import prebuilt
 
-APPEND = "slub_debug=FZPU kfence.sample_interval=10 panic_on_warn=1 panic=-1"
+# tsc=reliable: 6.1 found the TCG guest's TSCs "unsynchronized" at boot and fell back
+# to the HPET, whose every read is an emulated device access (a loaded host can make
+# any kernel fail that check); TCG's TSC is one clock for all vCPUs
+APPEND = "slub_debug=FZPU kfence.sample_interval=10 panic_on_warn=1 panic=-1 tsc=reliable"
 # the debug kernel's leak detector is off until asked for (DEBUG_KMEMLEAK_DEFAULT_OFF)
 DEBUG_APPEND = "kmemleak=on"
 KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\]")
@@ -41,6 +44,13 @@ BEGIN_MARK = "mgcap-vm: guest command begins"
 NICS = (
     "-device e1000e,netdev=h0 -netdev hubport,id=h0,hubid=0 "
     "-device e1000e,netdev=h1 -netdev hubport,id=h1,hubid=0"
+)
+# the host's root once more, read-only, for guest.sh to mount with caching: the root
+# virtme-ng exports is uncached 9p, on which tshark's first start took 81 s (9.5 s
+# cached) and every later one 13 s (7 s); see SYSTEM_DIRS in guest.sh
+SYSTEM_SHARE = (
+    "-fsdev local,id=mgsys,path=/,security_model=none,readonly=on,multidevs=remap "
+    "-device virtio-9p-pci,fsdev=mgsys,mount_tag=mgcap-sys"
 )
 # boots that die before the guest command begins are tried again, this often in all
 BOOT_ATTEMPTS = 3
@@ -73,8 +83,8 @@ def guest_command(kernel: str, out: Path, command: str, share: str, trees: str =
         "MGCAP_PYTREES": trees,
         # the .deb and the modules its DKMS install built on the host (test_dkms.py)
         "MGCAP_DKMS_PREBUILT": os.environ.get("MGCAP_DKMS_PREBUILT", ""),
-        # 0: leave out the in-guest dpkg -i (test_dkms.py) or the ansible plays
-        # (test_ansible_fleet.py), which otherwise run
+        # 1: the in-guest dpkg -i runs (test_dkms.py: set by wants_dkms()); 0 leaves
+        # out the ansible plays (test_ansible_fleet.py), which otherwise run
         "MGCAP_DKMS_VM": os.environ.get("MGCAP_DKMS_VM", ""),
         "MGCAP_ANSIBLE_VM": os.environ.get("MGCAP_ANSIBLE_VM", ""),
         # start/stop cycles of test_cycles.py (300 by default; 1000 on the debug kernel)
@@ -224,9 +234,8 @@ def run_kernel(
         "--verbose",
         "--exec", guest_command(kernel, out, command, share, trees),
     ]  # fmt: skip
-    if extra_qemu:
-        # bundled with "=": vng's parser takes a separate "-device ..." for an option
-        cmd += [f"--qemu-opts={extra_qemu}"]
+    # bundled with "=": vng's parser takes a separate "-device ..." for an option
+    cmd += [f"--qemu-opts={extra_qemu or ''} {SYSTEM_SHARE}".strip()]
     for attempt in range(1, BOOT_ATTEMPTS + 1):
         print(f"== {kernel}: booting (TCG, 2 vCPUs)", flush=True)
         timed_out, elapsed = boot(cmd, out / "console.log", timeout, tag)
@@ -287,12 +296,17 @@ def run_kernel(
 
 
 def wants_dkms(command: str | None, pytest_args: list[str]) -> bool:
-    """Whether the run includes tests/vm/test_dkms.py (the whole suite or it by name,
-    unless MGCAP_DKMS_VM=0)."""
+    """Whether the run includes tests/vm/test_dkms.py: named among the tests, or the whole
+    suite with MGCAP_DKMS_VM=1. The whole suite leaves it out otherwise: the .deb's
+    install and purge in the guest take ~8 minutes under TCG (dkms and depmod over
+    every module of the kernel), a sixth of a CI run."""
     if command is not None or os.environ.get("MGCAP_DKMS_VM") == "0":
         return False
     paths = [a for a in pytest_args if a.startswith("tests/")]
-    return not paths or any("test_dkms" in a or a.rstrip("/") == "tests/vm" for a in paths)
+    if any("test_dkms" in a for a in paths):
+        return True
+    whole = not paths or any(a.rstrip("/") == "tests/vm" for a in paths)
+    return whole and os.environ.get("MGCAP_DKMS_VM") == "1"
 
 
 def main() -> None:
@@ -327,6 +341,7 @@ def main() -> None:
     trees = pytrees.prepare(BUILD / "pytrees")
     pytrees.precompile(ROOT)
     if wants_dkms(args.command, pytest_args):
+        os.environ["MGCAP_DKMS_VM"] = "1"  # the guest's test_dkms.py runs
         print("== mgcap-dkms: the .deb, installed on the host for its DKMS build", flush=True)
         os.environ["MGCAP_DKMS_PREBUILT"] = str(prebuilt.prepare(BUILD / "dkms-prebuilt"))
     with contextlib.suppress(FileNotFoundError):

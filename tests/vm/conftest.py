@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from mgctl.chardev import CaptureDevice, device_path
 from mgctl.record import Record, iter_records
 from tests.bench import pktgen as bench_pktgen
 from tests.harness import kernel_log
+from tests.vm import traffic as traffic_source
 
 IN_VM = os.environ.get("MGCAP_VM") == "1"
 ROOT = Path(os.environ.get("MGCAP_ROOT", Path(__file__).resolve().parents[2]))
@@ -215,9 +217,27 @@ def veth() -> Iterator[VethPair]:
 
 
 def traffic(cmd: str, ns: str | None = None, cpu: int | None = None) -> None:
-    pre = f"ip netns exec {ns} " if ns else ""
-    pin = f"taskset -c {cpu} " if cpu is not None else ""
-    sh(f"{pre}{pin}{sys.executable} -m tests.vm.traffic {cmd}", timeout=600)
+    """Send what `python -m tests.vm.traffic CMD` sends, from a thread of this process
+    in netns ns, pinned to cpu: the same sockets without a Python start-up (seconds
+    under TCG). The thread's own namespace and CPU mask end with it."""
+    args = traffic_source.parser().parse_args(shlex.split(cmd))
+    failed: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            if cpu is not None:
+                os.sched_setaffinity(0, {cpu})  # 0: this thread
+            with in_netns(ns):
+                traffic_source.run(args)
+        except BaseException as e:  # raised again in the test's thread
+            failed.append(e)
+
+    sender = threading.Thread(target=send, name=f"traffic {cmd}")
+    sender.start()
+    sender.join(600)
+    assert not sender.is_alive(), f"traffic {cmd!r} still sending after 600 s"
+    if failed:
+        raise failed[0]
 
 
 def pg_write(node: str, command: str) -> None:

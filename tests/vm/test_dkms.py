@@ -141,7 +141,8 @@ def prebuilt_files() -> tuple[Path, Path]:
 
 
 @pytest.mark.skipif(
-    os.environ.get("MGCAP_DKMS_VM") == "0", reason="MGCAP_DKMS_VM=0: the .deb is left out"
+    os.environ.get("MGCAP_DKMS_VM") != "1",
+    reason="the .deb in the guest (~8 min under TCG) runs when named or with MGCAP_DKMS_VM=1",
 )
 @pytest.mark.skipif(
     BUILD.name == DEBUG,

@@ -1,4 +1,5 @@
-"""Traffic sources for the VM tests, run as `python -m tests.vm.traffic ...` (often in a netns)."""
+"""Traffic sources for the VM tests: conftest's traffic() runs them in a thread of the
+test's own process (in a netns), `python -m tests.vm.traffic ...` from a shell."""
 
 import argparse
 import socket
@@ -34,8 +35,8 @@ def send_tcp(dst: str, port: int, nbytes: int) -> None:
     s.close()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m tests.vm.traffic")
     sub = ap.add_subparsers(dest="kind", required=True)
     u = sub.add_parser("udp")
     u.add_argument("--dst", required=True)
@@ -47,11 +48,18 @@ def main() -> None:
     t.add_argument("--dst", required=True)
     t.add_argument("--port", type=int, default=9998)
     t.add_argument("--bytes", type=int, default=1 << 20)
-    a = ap.parse_args()
+    return ap
+
+
+def run(a: argparse.Namespace) -> None:
     if a.kind == "udp":
         send_udp(a.dst, a.port, a.count, a.size, a.pace)
     else:
         send_tcp(a.dst, a.port, a.bytes)
+
+
+def main() -> None:
+    run(parser().parse_args())
 
 
 if __name__ == "__main__":
