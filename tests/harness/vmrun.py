@@ -47,7 +47,7 @@ NICS = (
 )
 # the host's root once more, read-only, for guest.sh to mount with caching: the root
 # virtme-ng exports is uncached 9p, on which tshark's first start took 81 s (9.5 s
-# cached) and every later one 13 s (7 s); see SYSTEM_DIRS in guest.sh
+# cached) and every later one 13 s (7 s); guest.sh binds the directories it serves
 SYSTEM_SHARE = (
     "-fsdev local,id=mgsys,path=/,security_model=none,readonly=on,multidevs=remap "
     "-device virtio-9p-pci,fsdev=mgsys,mount_tag=mgcap-sys"
@@ -83,8 +83,8 @@ def guest_command(kernel: str, out: Path, command: str, share: str, trees: str =
         "MGCAP_PYTREES": trees,
         # the .deb and the modules its DKMS install built on the host (test_dkms.py)
         "MGCAP_DKMS_PREBUILT": os.environ.get("MGCAP_DKMS_PREBUILT", ""),
-        # 1: the in-guest dpkg -i runs (test_dkms.py: set by wants_dkms()); 0 leaves
-        # out the ansible plays (test_ansible_fleet.py), which otherwise run
+        # 1: the in-guest dpkg -i runs (test_dkms.py: set by wants_dkms()); ansible
+        # (test_ansible_fleet.py): 1 both plays, 0 neither, unset the fleet play only
         "MGCAP_DKMS_VM": os.environ.get("MGCAP_DKMS_VM", ""),
         "MGCAP_ANSIBLE_VM": os.environ.get("MGCAP_ANSIBLE_VM", ""),
         # start/stop cycles of test_cycles.py (300 by default; 1000 on the debug kernel)
@@ -340,6 +340,10 @@ def main() -> None:
     command = args.command or "pytest " + " ".join(shlex.quote(a) for a in pytest_args)
     trees = pytrees.prepare(BUILD / "pytrees")
     pytrees.precompile(ROOT)
+    if os.environ.get("MGCAP_ANSIBLE_VM") != "0" and any(
+        "test_ansible_fleet" in a for a in pytest_args if a.startswith("tests/")
+    ):
+        os.environ["MGCAP_ANSIBLE_VM"] = "1"  # named: its module test runs too
     if wants_dkms(args.command, pytest_args):
         os.environ["MGCAP_DKMS_VM"] = "1"  # the guest's test_dkms.py runs
         print("== mgcap-dkms: the .deb, installed on the host for its DKMS build", flush=True)
