@@ -83,8 +83,8 @@ def guest_command(kernel: str, out: Path, command: str, share: str, trees: str =
         "MGCAP_PYTREES": trees,
         # the .deb and the modules its DKMS install built on the host (test_dkms.py)
         "MGCAP_DKMS_PREBUILT": os.environ.get("MGCAP_DKMS_PREBUILT", ""),
-        # 1: the in-guest dpkg -i runs (test_dkms.py: set by wants_dkms()); ansible
-        # (test_ansible_fleet.py): 1 both plays, 0 neither, unset the fleet play only
+        # 1: the in-guest dpkg -i runs (test_dkms.py: set by wants_dkms()), the
+        # ansible plays run (test_ansible_fleet.py: set when the file is named)
         "MGCAP_DKMS_VM": os.environ.get("MGCAP_DKMS_VM", ""),
         "MGCAP_ANSIBLE_VM": os.environ.get("MGCAP_ANSIBLE_VM", ""),
         # start/stop cycles of test_cycles.py (300 by default; 1000 on the debug kernel)
@@ -343,7 +343,7 @@ def main() -> None:
     if os.environ.get("MGCAP_ANSIBLE_VM") != "0" and any(
         "test_ansible_fleet" in a for a in pytest_args if a.startswith("tests/")
     ):
-        os.environ["MGCAP_ANSIBLE_VM"] = "1"  # named: its module test runs too
+        os.environ["MGCAP_ANSIBLE_VM"] = "1"  # named: its plays run
     if wants_dkms(args.command, pytest_args):
         os.environ["MGCAP_DKMS_VM"] = "1"  # the guest's test_dkms.py runs
         print("== mgcap-dkms: the .deb, installed on the host for its DKMS build", flush=True)
