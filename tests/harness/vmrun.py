@@ -295,6 +295,11 @@ def run_kernel(
     return ok
 
 
+def names(pytest_args: list[str], stem: str) -> bool:
+    """Whether a test path among pytest's arguments names tests/vm/STEM.py (or a test in it)."""
+    return any(stem in a for a in pytest_args if a.startswith("tests/"))
+
+
 def wants_dkms(command: str | None, pytest_args: list[str]) -> bool:
     """Whether the run includes tests/vm/test_dkms.py: named among the tests, or the whole
     suite with MGCAP_DKMS_VM=1. The whole suite leaves it out otherwise: the .deb's
@@ -302,9 +307,9 @@ def wants_dkms(command: str | None, pytest_args: list[str]) -> bool:
     every module of the kernel), a sixth of a CI run."""
     if command is not None or os.environ.get("MGCAP_DKMS_VM") == "0":
         return False
-    paths = [a for a in pytest_args if a.startswith("tests/")]
-    if any("test_dkms" in a for a in paths):
+    if names(pytest_args, "test_dkms"):
         return True
+    paths = [a for a in pytest_args if a.startswith("tests/")]
     whole = not paths or any(a.rstrip("/") == "tests/vm" for a in paths)
     return whole and os.environ.get("MGCAP_DKMS_VM") == "1"
 
@@ -340,9 +345,7 @@ def main() -> None:
     command = args.command or "pytest " + " ".join(shlex.quote(a) for a in pytest_args)
     trees = pytrees.prepare(BUILD / "pytrees")
     pytrees.precompile(ROOT)
-    if os.environ.get("MGCAP_ANSIBLE_VM") != "0" and any(
-        "test_ansible_fleet" in a for a in pytest_args if a.startswith("tests/")
-    ):
+    if os.environ.get("MGCAP_ANSIBLE_VM") != "0" and names(pytest_args, "test_ansible_fleet"):
         os.environ["MGCAP_ANSIBLE_VM"] = "1"  # named: its plays run
     if wants_dkms(args.command, pytest_args):
         os.environ["MGCAP_DKMS_VM"] = "1"  # the guest's test_dkms.py runs
