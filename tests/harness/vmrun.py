@@ -21,15 +21,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 from xml.etree import ElementTree
 
-from tests.harness import debug_kernel, kernel_log, kernel_tools, kernels, pytrees
+from tests.harness import debug_kernel, kernel_log, kernel_tools, kernels, pytrees, suite
 from tests.harness.build import BUILD, DEBUG, DEBUG_TREE, ROOT, build_module
 from tests.harness.kmemleak import mgcap_leaks
+from tests.harness.suite import Boot
 from tests.pkg import prebuilt
 
 # tsc=reliable: 6.1 found the TCG guest's TSCs "unsynchronized" at boot and fell back
@@ -54,6 +57,13 @@ SYSTEM_SHARE = (
 )
 # boots that die before the guest command begins are tried again, this often in all
 BOOT_ATTEMPTS = 3
+# The guest's CPU model, given after vng's own "-cpu max" (qemu takes the last). "max"
+# advertises AVX and AVX2, which TCG runs through slow helper calls, and glibc, OpenSSL
+# and the kernel then pick their AVX2 routines: in two 6.12 boots side by side,
+# sha256 of 50 MB took 8.6 s with "max" and 4.9 s with this model, `tshark -v` 24 s
+# and 14 s, a pure Python loop the same (9.6 and 10.3 s). x86-64-v2, as a Nehalem
+# has it: what Debian's userland and kernels can use, nothing TCG emulates slowly.
+CPU_MODEL = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16"
 
 
 def vng_path() -> str:
@@ -63,7 +73,14 @@ def vng_path() -> str:
     return exe
 
 
-def guest_command(kernel: str, out: Path, command: str, share: str, trees: str = "") -> str:
+def guest_command(
+    kernel: str,
+    out: Path,
+    command: str,
+    share: str,
+    trees: str = "",
+    extra_env: dict[str, str] | None = None,
+) -> str:
     env = {
         "MGCAP_VM": "1",
         # "i/n": this boot is the i-th of the n kernels of the run; a test marked
@@ -83,12 +100,13 @@ def guest_command(kernel: str, out: Path, command: str, share: str, trees: str =
         "MGCAP_PYTREES": trees,
         # the .deb and the modules its DKMS install built on the host (test_dkms.py)
         "MGCAP_DKMS_PREBUILT": os.environ.get("MGCAP_DKMS_PREBUILT", ""),
-        # 1: the in-guest dpkg -i runs (test_dkms.py: set by wants_dkms()), the
-        # ansible plays run (test_ansible_fleet.py: set when the file is named)
+        # 1: the in-guest dpkg -i runs (test_dkms.py), the ansible plays run
+        # (test_ansible_fleet.py): set by wanted() for the whole suite or when named
         "MGCAP_DKMS_VM": os.environ.get("MGCAP_DKMS_VM", ""),
         "MGCAP_ANSIBLE_VM": os.environ.get("MGCAP_ANSIBLE_VM", ""),
         # start/stop cycles of test_cycles.py (300 by default; 1000 on the debug kernel)
         "MGCAP_CYCLES": os.environ.get("MGCAP_CYCLES", "1000" if kernel == DEBUG else ""),
+        **(extra_env or {}),
     }
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     guest = ROOT / "tests" / "harness" / "guest.sh"
@@ -127,6 +145,8 @@ def junit_verdict(path: Path) -> str | None:
 # process groups of the vng runs under way: a SIGTERM kills them all (the parallel
 # runs' threads cannot be interrupted by the exception the main thread gets)
 LIVE_GROUPS: set[int] = set()
+# set once the run is ending (SIGTERM): the lanes start no further boot
+STOPPING = threading.Event()
 
 
 def kill_live_groups() -> None:
@@ -137,6 +157,7 @@ def kill_live_groups() -> None:
 
 def on_sigterm(_signum: int, _frame: object) -> None:
     """SIGTERM (timeout(1), a CI's cancel) unwinds like ^C, every guest killed first."""
+    STOPPING.set()
     kill_live_groups()
     sys.exit(128 + signal.SIGTERM)
 
@@ -205,6 +226,8 @@ def run_kernel(
     append: str = APPEND,
     trees: str = "",
     tag: str = "",
+    cpu: str = CPU_MODEL,
+    extra_env: dict[str, str] | None = None,
 ) -> bool:
     out = BUILD / kernel / "vm"
     if out.exists():
@@ -232,10 +255,11 @@ def run_kernel(
         "--rwdir", str(ROOT),
         *(["--rwdir", str(BUILD)] if not BUILD.is_relative_to(ROOT) else []),
         "--verbose",
-        "--exec", guest_command(kernel, out, command, share, trees),
+        "--exec", guest_command(kernel, out, command, share, trees, extra_env),
     ]  # fmt: skip
     # bundled with "=": vng's parser takes a separate "-device ..." for an option
-    cmd += [f"--qemu-opts={extra_qemu or ''} {SYSTEM_SHARE}".strip()]
+    cpu_opt = f"-cpu {cpu}" if cpu else ""
+    cmd += [f"--qemu-opts={extra_qemu or ''} {SYSTEM_SHARE} {cpu_opt}".strip()]
     for attempt in range(1, BOOT_ATTEMPTS + 1):
         print(f"== {kernel}: booting (TCG, 2 vCPUs)", flush=True)
         timed_out, elapsed = boot(cmd, out / "console.log", timeout, tag)
@@ -300,18 +324,46 @@ def names(pytest_args: list[str], stem: str) -> bool:
     return any(stem in a for a in pytest_args if a.startswith("tests/"))
 
 
-def wants_dkms(command: str | None, pytest_args: list[str]) -> bool:
-    """Whether the run includes tests/vm/test_dkms.py: named among the tests, or the whole
-    suite with MGCAP_DKMS_VM=1. The whole suite leaves it out otherwise: the .deb's
-    install and purge in the guest take ~8 minutes under TCG (dkms and depmod over
-    every module of the kernel), a sixth of a CI run."""
-    if command is not None or os.environ.get("MGCAP_DKMS_VM") == "0":
-        return False
-    if names(pytest_args, "test_dkms"):
-        return True
+def whole_suite(pytest_args: list[str]) -> bool:
+    """Whether pytest's arguments leave the whole VM suite to run (no test path, or tests/vm)."""
     paths = [a for a in pytest_args if a.startswith("tests/")]
-    whole = not paths or any(a.rstrip("/") == "tests/vm" for a in paths)
-    return whole and os.environ.get("MGCAP_DKMS_VM") == "1"
+    return not paths or any(a.rstrip("/") == "tests/vm" for a in paths)
+
+
+def wanted(switch: str, command: str | None, pytest_args: list[str], stem: str) -> bool:
+    """Whether the costly plays of tests/vm/STEM.py run: the .deb's install in the guest
+    (MGCAP_DKMS_VM, test_dkms), the ansible plays (MGCAP_ANSIBLE_VM, test_ansible_fleet).
+    They run in the whole suite (so in CI) and when the file is named; SWITCH=0 leaves
+    them out of a quick local run, SWITCH=1 adds them to any selection that collects them."""
+    value = os.environ.get(switch)
+    if command is not None or value == "0":
+        return False
+    return value == "1" or names(pytest_args, stem) or whole_suite(pytest_args)
+
+
+def run_lanes(
+    lanes: list[list[Boot]], run: Callable[[Boot], bool], before: Callable[[int], None]
+) -> dict[str, bool]:
+    """Each lane's boots one after the other, the lanes side by side; {kernel: ok}. A lane
+    begins with before(its index). Once the run is ending (^C, SIGTERM) no lane boots again."""
+
+    def run_lane(index: int, lane: list[Boot]) -> list[tuple[str, bool]]:
+        before(index)
+        done = []
+        for b in lane:
+            if STOPPING.is_set():
+                break
+            done.append((b.kernel, run(b)))
+        return done
+
+    with ThreadPoolExecutor(len(lanes)) as pool:
+        futures = [pool.submit(run_lane, i, lane) for i, lane in enumerate(lanes)]
+        try:
+            return dict(r for f in futures for r in f.result())
+        except BaseException:  # ^C, SIGTERM's SystemExit: no lane may boot again
+            STOPPING.set()
+            kill_live_groups()
+            raise
 
 
 def main() -> None:
@@ -333,8 +385,18 @@ def main() -> None:
     ap.add_argument(
         "--parallel",
         action="store_true",
-        help="boot every kernel at once (on 2 host cores this is slower than one after the "
-        "other: see docs/testing.md)",
+        help="boot every kernel at once (two lanes of one boot each are what --suite uses)",
+    )
+    ap.add_argument(
+        "--suite",
+        action="store_true",
+        help="the whole composition of tests/run and CI (tests/harness/suite.py): 6.1 then "
+        "the debug kernel's subset in one lane, the debug kernel's build then 6.12 in the other",
+    )
+    ap.add_argument(
+        "--cpu",
+        default=CPU_MODEL,
+        help="the guest's qemu CPU model ('' for vng's own, max; default: %(default)s)",
     )
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
@@ -345,30 +407,41 @@ def main() -> None:
     command = args.command or "pytest " + " ".join(shlex.quote(a) for a in pytest_args)
     trees = pytrees.prepare(BUILD / "pytrees")
     pytrees.precompile(ROOT)
-    if os.environ.get("MGCAP_ANSIBLE_VM") != "0" and names(pytest_args, "test_ansible_fleet"):
-        os.environ["MGCAP_ANSIBLE_VM"] = "1"  # named: its plays run
-    if wants_dkms(args.command, pytest_args):
+    if wanted("MGCAP_ANSIBLE_VM", args.command, pytest_args, "test_ansible_fleet"):
+        os.environ["MGCAP_ANSIBLE_VM"] = "1"  # the guest's plays run
+    if wanted("MGCAP_DKMS_VM", args.command, pytest_args, "test_dkms"):
         os.environ["MGCAP_DKMS_VM"] = "1"  # the guest's test_dkms.py runs
         print("== mgcap-dkms: the .deb, installed on the host for its DKMS build", flush=True)
         os.environ["MGCAP_DKMS_PREBUILT"] = str(prebuilt.prepare(BUILD / "dkms-prebuilt"))
     with contextlib.suppress(FileNotFoundError):
         kernel_tools.tree()  # once, before the kernels' runs, which may be parallel
-    chosen = kernels.resolve(args.kernel or ["all"])
+    if args.suite:
+        lanes = [
+            [Boot(kernels.resolve([b.kernel])[0], b.share, b.tests, b.env) for b in lane]
+            for lane in suite.LANES
+        ]
+    else:
+        chosen = kernels.resolve(args.kernel or ["all"])
+        boots = [Boot(k, f"{i}/{len(chosen)}") for i, k in enumerate(chosen)]
+        lanes = [[b] for b in boots] if args.parallel else [boots]
+    tagged = len(lanes) > 1
 
-    def run(i: int, kernel: str) -> bool:
+    def run(boot: Boot) -> bool:
+        cmd = command
+        if boot.tests and args.command is None:
+            cmd += " " + " ".join(shlex.quote(t) for t in boot.tests)
         return run_kernel(
-            kernel, command, args.timeout, args.qemu_opts, share=f"{i}/{len(chosen)}",
-            append=args.append,
-            trees=trees, tag=f"[{kernel}] " if args.parallel else "",
+            boot.kernel, cmd, args.timeout, args.qemu_opts, share=boot.share,
+            append=args.append, trees=trees, tag=f"[{boot.kernel}] " if tagged else "",
+            cpu=args.cpu, extra_env=boot.env,
         )  # fmt: skip
 
-    if args.parallel and len(chosen) > 1:
-        with ThreadPoolExecutor(len(chosen)) as pool:
-            futures = [pool.submit(run, i, k) for i, k in enumerate(chosen)]
-            oks = [f.result() for f in futures]
-    else:
-        oks = [run(i, k) for i, k in enumerate(chosen)]
-    results = dict(zip(chosen, oks, strict=True))
+    def before(index: int) -> None:
+        if args.suite and index == suite.BUILD_LANE:
+            print("== waiting for the debug kernel's build before this lane's boots", flush=True)
+            debug_kernel.build()
+
+    results = run_lanes(lanes, run, before)
     print("== summary: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in results.items()))
     sys.exit(0 if all(results.values()) else 1)
 

@@ -213,8 +213,38 @@ def test_sigterm_kills_every_running_guest(tmp_path: Path) -> None:
     )
     t.start()
     assert eventually(lambda: bool(vmrun.LIVE_GROUPS))
-    with pytest.raises(SystemExit):
-        vmrun.on_sigterm(15, None)
+    try:
+        with pytest.raises(SystemExit):
+            vmrun.on_sigterm(15, None)
+    finally:
+        vmrun.STOPPING.clear()  # set by the handler: the process would be ending
     t.join(30)
     assert not t.is_alive() and out and not out[0][0]
     assert not vmrun.LIVE_GROUPS
+
+
+def test_lanes_run_side_by_side_and_stop_booting_once_the_run_ends() -> None:
+    """run_lanes: each lane's boots in order, the lanes at once (lane 1's boot starts
+    while lane 0's runs); once STOPPING is set (SIGTERM, ^C) no lane boots again."""
+    import threading
+
+    from tests.harness.suite import Boot
+
+    started: list[str] = []
+    both = threading.Barrier(2, timeout=10)
+
+    def run(boot: Boot) -> bool:
+        started.append(boot.kernel)
+        if boot.kernel in ("a1", "b1"):
+            both.wait()  # only passes if the two lanes' first boots run at once
+        if boot.kernel == "a1":
+            vmrun.STOPPING.set()
+        return True
+
+    lanes = [[Boot("a1", "0/2"), Boot("a2", "0/2")], [Boot("b1", "1/2")]]
+    try:
+        results = vmrun.run_lanes(lanes, run, lambda i: None)
+    finally:
+        vmrun.STOPPING.clear()
+    assert sorted(started) == ["a1", "b1"]
+    assert results == {"a1": True, "b1": True}

@@ -1,0 +1,76 @@
+"""What a plain `bash tests/run` (and so CI) boots, in which order, with which tests.
+
+One place for the composition, read by vmrun.py (`--suite`) and by whatever prints
+the plan, so that the two cannot disagree.
+
+The boots run in two lanes side by side. A TCG guest keeps about one host core busy
+(qemu measured at 0.8-1.0 cores during the suite), and the machine has two; the
+debug kernel's build needs the other core for about as long as one Debian boot. So:
+
+    lane A: Debian 6.1 (the whole VM suite), then the debug kernel (the subset)
+    lane B: the debug kernel's build (begun by tests/run before the host tests),
+            then Debian 6.12 (the whole VM suite)
+
+A test marked once(slot=k) runs in the boot whose share is k of 2: slot 0 in 6.1,
+slot 1 in 6.12 (tests/vm/conftest.py). The debug boot runs named tests only.
+"""
+
+from dataclasses import dataclass, field
+
+# the tests that put the module's own code under stress or through its error paths:
+# what the debug kernel's detectors (KASAN, lockdep, kmemleak, UBSAN, KFENCE) must see
+DEBUG_SUBSET = (
+    "tests/vm/test_faults_under_load.py",
+    "tests/vm/test_ring.py::test_overflow_captured_plus_drops_equals_sent",
+    "tests/vm/test_ring.py::test_flood_two_rings_with_bound_readers",
+    "tests/vm/test_ring.py::test_binding_is_exclusive_and_unbound_readers_skip_bound_rings",
+    "tests/vm/test_ring.py::test_mmap_reader",
+    "tests/vm/test_ring.py::test_mmap_data_pages_are_read_only",
+    "tests/vm/test_chardev_files.py::test_an_impossible_consumer_pos_dies_with_its_mapping",
+    "tests/vm/test_chardev_files.py::test_rename_follows_the_device",
+    "tests/vm/test_cpu_hotplug.py",
+    "tests/vm/test_lifecycle.py::test_device_deleted_while_reader_blocks",
+    "tests/vm/test_lifecycle.py::test_records_left_in_ring_survive_device_removal",
+    "tests/vm/test_lifecycle.py::test_rmmod_refused_while_a_reader_holds_the_device",
+    "tests/vm/test_netlink_policy.py",
+    "tests/vm/test_netlink_dump.py::test_extack_names_the_bad_or_missing_attribute",
+    "tests/vm/test_security.py::test_bad_ioctls_and_mappings_get_errors",
+    "tests/vm/test_filter.py::test_live_swap_under_flood_never_mixes_programs",
+    "tests/vm/test_filter.py::test_bad_programs_refused_with_a_message",
+    "tests/vm/test_cycles.py",
+)
+# netlink start/stop cycles on the debug kernel (KASAN and lockdep make each one slow;
+# kmemleak needs only a few to name a per-cycle leak)
+DEBUG_CYCLES = "100"
+
+
+@dataclass(frozen=True)
+class Boot:
+    kernel: str  # a selector for kernels.resolve(): "6.1", "6.12", "debug"
+    share: str  # "i/n" for the once(slot) marks
+    tests: tuple[str, ...] = ()  # test paths or ids; none: the whole VM suite
+    env: dict[str, str] = field(default_factory=dict)
+
+
+LANES: tuple[tuple[Boot, ...], ...] = (
+    (
+        Boot("6.1", "0/2"),
+        Boot("debug", "0/2", DEBUG_SUBSET, {"MGCAP_CYCLES": DEBUG_CYCLES}),
+    ),
+    (Boot("6.12", "1/2"),),
+)
+# the lane whose first boot waits for the debug kernel's build (the other core is
+# the build's until then)
+BUILD_LANE = 1
+
+
+def main() -> None:
+    for i, lane in enumerate(LANES):
+        first = "the debug kernel's build, then " if i == BUILD_LANE else ""
+        print(f"lane {'AB'[i]}: {first}" + ", then ".join(b.kernel for b in lane))
+    for test in DEBUG_SUBSET:
+        print(f"debug: {test}")
+
+
+if __name__ == "__main__":
+    main()
