@@ -8,7 +8,9 @@
 For each kernel: build mgcap.ko (W=1, sparse, warnings fail), boot once with the
 memory-error detectors on, run everything inside, and fail if the command fails,
 ran no test or skipped them all, or the guest's kernel log shows a WARN, BUG, KFENCE
-or similar report. The timeout holds per boot, whether or not the guest prints.
+or similar report. Each boot has a deadline, kept whether or not the guest prints,
+from the run's budget (budget.py: MGCAP_RUN_DEADLINE or --budget), and the guest
+command one of its own a few minutes before it (guest.sh).
 """
 
 import argparse
@@ -27,15 +29,29 @@ from pathlib import Path
 from typing import TextIO
 from xml.etree import ElementTree
 
-from tests.harness import debug_kernel, kernel_log, kernel_tools, kernels, pytrees
+from tests.harness import budget, debug_kernel, kernel_log, kernel_tools, kernels, pytrees
 from tests.harness.build import BUILD, DEBUG, DEBUG_TREE, ROOT, build_module
 from tests.harness.kmemleak import mgcap_leaks
 from tests.pkg import prebuilt
 
+# A task in D state (uninterruptible: no signal, not even SIGKILL, ends it) for
+# HUNG_TASK_SECONDS panics the guest, and vng's qemu (-no-reboot) exits: the boot
+# ends as a failure with the task's kernel stack (kernel_log.py's "blocked" line and
+# the panic) within HUNG_TASK_SECONDS + the check interval, not at the boot's deadline.
+# Legit waits are far shorter even under TCG, and the detector skips killable waits
+# (9p, page-cache reads); a test that waits on a deadlock itself (test_lock_order.py's
+# PATIENCE, 150 s) reports it before the panic.
+HUNG_TASK_SECONDS = 300
+HUNG_TASK = (
+    f"hung_task_panic=1 sysctl.kernel.hung_task_timeout_secs={HUNG_TASK_SECONDS} "
+    "sysctl.kernel.hung_task_check_interval_secs=30"
+)
 # tsc=reliable: 6.1 found the TCG guest's TSCs "unsynchronized" at boot and fell back
 # to the HPET, whose every read is an emulated device access (a loaded host can make
 # any kernel fail that check); TCG's TSC is one clock for all vCPUs
-APPEND = "slub_debug=FZPU kfence.sample_interval=10 panic_on_warn=1 panic=-1 tsc=reliable"
+APPEND = (
+    f"slub_debug=FZPU kfence.sample_interval=10 panic_on_warn=1 panic=-1 tsc=reliable {HUNG_TASK}"
+)
 # the debug kernel's leak detector is off until asked for (DEBUG_KMEMLEAK_DEFAULT_OFF)
 DEBUG_APPEND = "kmemleak=on"
 KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\]")
@@ -63,7 +79,9 @@ def vng_path() -> str:
     return exe
 
 
-def guest_command(kernel: str, out: Path, command: str, share: str, trees: str = "") -> str:
+def guest_command(
+    kernel: str, out: Path, command: str, share: str, trees: str = "", end: int | None = None
+) -> str:
     env = {
         "MGCAP_VM": "1",
         # "i/n": this boot is the i-th of the n kernels of the run; a test marked
@@ -89,6 +107,10 @@ def guest_command(kernel: str, out: Path, command: str, share: str, trees: str =
         "MGCAP_ANSIBLE_VM": os.environ.get("MGCAP_ANSIBLE_VM", ""),
         # start/stop cycles of test_cycles.py (300 by default; 1000 on the debug kernel)
         "MGCAP_CYCLES": os.environ.get("MGCAP_CYCLES", "1000" if kernel == DEBUG else ""),
+        # the guest command's deadline (seconds since the epoch) and the grace between
+        # its SIGUSR2 and its SIGKILL (guest.sh, budget.py)
+        "MGCAP_GUEST_END": "" if end is None else str(end),
+        "MGCAP_GUEST_GRACE": str(budget.GRACE),
     }
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     guest = ROOT / "tests" / "harness" / "guest.sh"
@@ -199,12 +221,13 @@ def boot(cmd: list[str], console_path: Path, timeout: float, tag: str = "") -> t
 def run_kernel(
     kernel: str,
     command: str,
-    timeout: int,
+    plan: budget.Budget,
     extra_qemu: str | None,
     share: str = "0/1",
     append: str = APPEND,
     trees: str = "",
     tag: str = "",
+    boots_after: int = 0,
 ) -> bool:
     out = BUILD / kernel / "vm"
     if out.exists():
@@ -224,6 +247,12 @@ def run_kernel(
     except FileNotFoundError as e:
         print(f"== {kernel}: {e}: the YNL test will be skipped", flush=True)
 
+    timeout = plan.boot_timeout(boots_after, time.time())
+    if not (deadline_line := boot_deadline(kernel, plan, timeout, boots_after)):
+        return False
+    print(deadline_line, flush=True)
+    end = time.monotonic() + timeout
+    guest_end = budget.guest_end(time.time() + timeout)
     cmd = [
         vng_path(),
         "--run", image,
@@ -232,13 +261,13 @@ def run_kernel(
         "--rwdir", str(ROOT),
         *(["--rwdir", str(BUILD)] if not BUILD.is_relative_to(ROOT) else []),
         "--verbose",
-        "--exec", guest_command(kernel, out, command, share, trees),
+        "--exec", guest_command(kernel, out, command, share, trees, guest_end),
     ]  # fmt: skip
     # bundled with "=": vng's parser takes a separate "-device ..." for an option
     cmd += [f"--qemu-opts={extra_qemu or ''} {SYSTEM_SHARE}".strip()]
     for attempt in range(1, BOOT_ATTEMPTS + 1):
         print(f"== {kernel}: booting (TCG, 2 vCPUs)", flush=True)
-        timed_out, elapsed = boot(cmd, out / "console.log", timeout, tag)
+        timed_out, elapsed = boot(cmd, out / "console.log", end - time.monotonic(), tag)
         console = (out / "console.log").read_text(errors="replace")
         if timed_out or (out / "rc").exists() or BEGIN_MARK in console:
             break
@@ -255,11 +284,22 @@ def run_kernel(
 
     ok = True
     rc_file = out / "rc"
+    timed_out_file = out / "timed-out"
+    if timed_out_file.exists():
+        # guest.sh's own deadline: what the guest command had done is reported below
+        print(
+            f"== {kernel}: FAILED: the guest command timed out after "
+            f"{timed_out_file.read_text().strip()} s (its deadline; every thread's stack "
+            "is in console.log)"
+        )
+        ok = False
     if timed_out:
-        print(f"== {kernel}: FAILED: timed out after {timeout} s")
+        print(f"== {kernel}: FAILED: the boot timed out after {timeout:.0f} s (its deadline)")
         ok = False
     elif not rc_file.exists():
-        print(f"== {kernel}: FAILED: the guest died before the command finished")
+        panic = [ln for ln in console.splitlines() if "Kernel panic" in ln]
+        death = f"the guest kernel panicked: {panic[0]}" if panic else "the guest died"
+        print(f"== {kernel}: FAILED: {death} before the command finished")
         ok = False
     elif rc_file.read_text().strip() != "0":
         print(f"== {kernel}: FAILED: guest command exit status {rc_file.read_text().strip()}")
@@ -295,6 +335,21 @@ def run_kernel(
     return ok
 
 
+def boot_deadline(kernel: str, plan: budget.Budget, timeout: float, boots_after: int) -> str:
+    """The line that says how long this boot may take, or "" (and a FAILED line) when
+    the run's budget leaves it too little to start."""
+    left = plan.left(time.time())
+    why = "the per-boot cap"
+    if left is not None and timeout < plan.cap:
+        why = f"the run's budget: {left:.0f} s left"
+        if boots_after:
+            why += f", {plan.reserve:.0f} s kept for each of the {boots_after} boot(s) to come"
+    if timeout < budget.MIN_BOOT:
+        print(f"== {kernel}: FAILED: not booted: {timeout:.0f} s for it ({why})", flush=True)
+        return ""
+    return f"== {kernel}: boot deadline {timeout:.0f} s ({why})"
+
+
 def names(pytest_args: list[str], stem: str) -> bool:
     """Whether a test path among pytest's arguments names tests/vm/STEM.py (or a test in it)."""
     return any(stem in a for a in pytest_args if a.startswith("tests/"))
@@ -323,7 +378,26 @@ def main() -> None:
         help="all, 6.1, 6.12, a version, or debug (the debug kernel, built once into build/)",
     )
     ap.add_argument("--exec", dest="command", help="shell command to run instead of the VM tests")
-    ap.add_argument("--timeout", type=int, default=3600, help="seconds per kernel")
+    ap.add_argument(
+        "--timeout", type=int, default=budget.CAP, help="the most seconds a boot may take"
+    )
+    ap.add_argument(
+        "--budget",
+        type=int,
+        help=f"seconds for this whole run (default: until ${budget.ENV}, set by tests/run)",
+    )
+    ap.add_argument(
+        "--reserve",
+        type=int,
+        default=budget.RESERVE,
+        help="seconds of the budget kept for each boot still to come (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--later-boots",
+        type=int,
+        default=0,
+        help="boots that later vmrun calls of the same run will make (each gets a reserve)",
+    )
     ap.add_argument(
         "--qemu-opts",
         default=NICS,
@@ -354,15 +428,20 @@ def main() -> None:
     with contextlib.suppress(FileNotFoundError):
         kernel_tools.tree()  # once, before the kernels' runs, which may be parallel
     chosen = kernels.resolve(args.kernel or ["all"])
+    plan = budget.from_env(args.budget, cap=args.timeout, reserve=args.reserve)
+    parallel = args.parallel and len(chosen) > 1
 
     def run(i: int, kernel: str) -> bool:
+        # boots at once share the time left; one after the other, each keeps a reserve
+        # for those after it
+        after = args.later_boots + (0 if parallel else len(chosen) - 1 - i)
         return run_kernel(
-            kernel, command, args.timeout, args.qemu_opts, share=f"{i}/{len(chosen)}",
+            kernel, command, plan, args.qemu_opts, share=f"{i}/{len(chosen)}",
             append=args.append,
-            trees=trees, tag=f"[{kernel}] " if args.parallel else "",
+            trees=trees, tag=f"[{kernel}] " if args.parallel else "", boots_after=after,
         )  # fmt: skip
 
-    if args.parallel and len(chosen) > 1:
+    if parallel:
         with ThreadPoolExecutor(len(chosen)) as pool:
             futures = [pool.submit(run, i, k) for i, k in enumerate(chosen)]
             oks = [f.result() for f in futures]
