@@ -3,6 +3,8 @@
 # the kernel log into $MGCAP_OUT, which is on the host.
 # "pytest ARGS" runs the VM test suite; anything else runs as a shell command.
 cmd="$1"
+# with_deadline: the guest command's own deadline (MGCAP_GUEST_END)
+. "$(dirname "$0")/deadline.sh"
 ip link set lo up
 # Python's trees from read-only disk images (vmrun.py, pytrees.py): the same
 # files, read through the page cache instead of uncached 9p
@@ -47,13 +49,11 @@ pytest*)
 	case " ${cmd#pytest} " in
 	*" tests/"* | *" 'tests/"*) paths= ;;
 	esac
-	eval "python -m pytest -p no:cacheprovider -m vm $paths -v -rs \
+	eval "with_deadline python -m pytest -p no:cacheprovider -m vm $paths -v -rs \
 		--junitxml=\"\$MGCAP_OUT/junit.xml\" ${cmd#pytest}"
-	rc=$?
 	;;
 *)
-	sh -c "$cmd"
-	rc=$?
+	with_deadline sh -c "$cmd"
 	;;
 esac
 # scan for leaks the tests left (kmemleak is only there on debug kernels)

@@ -8,7 +8,9 @@
 For each kernel: build mgcap.ko (W=1, sparse, warnings fail), boot once with the
 memory-error detectors on, run everything inside, and fail if the command fails,
 ran no test or skipped them all, or the guest's kernel log shows a WARN, BUG, KFENCE
-or similar report. The timeout holds per boot, whether or not the guest prints.
+or similar report. Each boot has a deadline, kept whether or not the guest prints,
+from the run's budget (budget.py: MGCAP_RUN_DEADLINE or --budget), and the guest
+command one of its own a few minutes before it (guest.sh).
 """
 
 import argparse
@@ -29,16 +31,38 @@ from pathlib import Path
 from typing import TextIO
 from xml.etree import ElementTree
 
-from tests.harness import debug_kernel, kernel_log, kernel_tools, kernels, pytrees, suite
+from tests.harness import (
+    budget,
+    debug_kernel,
+    kernel_log,
+    kernel_tools,
+    kernels,
+    pytrees,
+    suite,
+)
 from tests.harness.build import BUILD, DEBUG, DEBUG_TREE, ROOT, build_module
 from tests.harness.kmemleak import mgcap_leaks
 from tests.harness.suite import Boot
 from tests.pkg import prebuilt
 
+# A task in D state (uninterruptible: no signal, not even SIGKILL, ends it) for
+# HUNG_TASK_SECONDS panics the guest, and vng's qemu (-no-reboot) exits: the boot
+# ends as a failure with the task's kernel stack (kernel_log.py's "blocked" line and
+# the panic) within HUNG_TASK_SECONDS + the check interval, not at the boot's deadline.
+# Legit waits are far shorter even under TCG, and the detector skips killable waits
+# (9p, page-cache reads); a test that waits on a deadlock itself (test_lock_order.py's
+# PATIENCE, 150 s) reports it before the panic.
+HUNG_TASK_SECONDS = 300
+HUNG_TASK = (
+    f"hung_task_panic=1 sysctl.kernel.hung_task_timeout_secs={HUNG_TASK_SECONDS} "
+    "sysctl.kernel.hung_task_check_interval_secs=30"
+)
 # tsc=reliable: 6.1 found the TCG guest's TSCs "unsynchronized" at boot and fell back
 # to the HPET, whose every read is an emulated device access (a loaded host can make
 # any kernel fail that check); TCG's TSC is one clock for all vCPUs
-APPEND = "slub_debug=FZPU kfence.sample_interval=10 panic_on_warn=1 panic=-1 tsc=reliable"
+APPEND = (
+    f"slub_debug=FZPU kfence.sample_interval=10 panic_on_warn=1 panic=-1 tsc=reliable {HUNG_TASK}"
+)
 # the debug kernel's leak detector is off until asked for (DEBUG_KMEMLEAK_DEFAULT_OFF)
 DEBUG_APPEND = "kmemleak=on"
 KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\]")
@@ -79,6 +103,7 @@ def guest_command(
     command: str,
     share: str,
     trees: str = "",
+    end: int | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> str:
     env = {
@@ -106,6 +131,10 @@ def guest_command(
         "MGCAP_ANSIBLE_VM": os.environ.get("MGCAP_ANSIBLE_VM", ""),
         # start/stop cycles of test_cycles.py (300 by default; 1000 on the debug kernel)
         "MGCAP_CYCLES": os.environ.get("MGCAP_CYCLES", "1000" if kernel == DEBUG else ""),
+        # the guest command's deadline (seconds since the epoch) and the grace between
+        # its SIGUSR2 and its SIGKILL (guest.sh, budget.py)
+        "MGCAP_GUEST_END": "" if end is None else str(end),
+        "MGCAP_GUEST_GRACE": str(budget.GRACE),
         **(extra_env or {}),
     }
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
@@ -220,7 +249,7 @@ def boot(cmd: list[str], console_path: Path, timeout: float, tag: str = "") -> t
 def run_kernel(
     kernel: str,
     command: str,
-    timeout: int,
+    plan: budget.Budget,
     extra_qemu: str | None,
     share: str = "0/1",
     append: str = APPEND,
@@ -228,6 +257,7 @@ def run_kernel(
     tag: str = "",
     cpu: str = CPU_MODEL,
     extra_env: dict[str, str] | None = None,
+    boots_after: int = 0,
 ) -> bool:
     out = BUILD / kernel / "vm"
     if out.exists():
@@ -247,6 +277,12 @@ def run_kernel(
     except FileNotFoundError as e:
         print(f"== {kernel}: {e}: the YNL test will be skipped", flush=True)
 
+    timeout = plan.boot_timeout(boots_after, time.time())
+    if not (deadline_line := boot_deadline(kernel, plan, timeout, boots_after)):
+        return False
+    print(deadline_line, flush=True)
+    end = time.monotonic() + timeout
+    guest_end = budget.guest_end(time.time() + timeout)
     cmd = [
         vng_path(),
         "--run", image,
@@ -255,14 +291,14 @@ def run_kernel(
         "--rwdir", str(ROOT),
         *(["--rwdir", str(BUILD)] if not BUILD.is_relative_to(ROOT) else []),
         "--verbose",
-        "--exec", guest_command(kernel, out, command, share, trees, extra_env),
+        "--exec", guest_command(kernel, out, command, share, trees, guest_end, extra_env),
     ]  # fmt: skip
     # bundled with "=": vng's parser takes a separate "-device ..." for an option
     cpu_opt = f"-cpu {cpu}" if cpu else ""
     cmd += [f"--qemu-opts={extra_qemu or ''} {SYSTEM_SHARE} {cpu_opt}".strip()]
     for attempt in range(1, BOOT_ATTEMPTS + 1):
         print(f"== {kernel}: booting (TCG, 2 vCPUs)", flush=True)
-        timed_out, elapsed = boot(cmd, out / "console.log", timeout, tag)
+        timed_out, elapsed = boot(cmd, out / "console.log", end - time.monotonic(), tag)
         console = (out / "console.log").read_text(errors="replace")
         if timed_out or (out / "rc").exists() or BEGIN_MARK in console:
             break
@@ -279,11 +315,22 @@ def run_kernel(
 
     ok = True
     rc_file = out / "rc"
+    timed_out_file = out / "timed-out"
+    if timed_out_file.exists():
+        # guest.sh's own deadline: what the guest command had done is reported below
+        print(
+            f"== {kernel}: FAILED: the guest command timed out after "
+            f"{timed_out_file.read_text().strip()} s (its deadline; every thread's stack "
+            "is in console.log)"
+        )
+        ok = False
     if timed_out:
-        print(f"== {kernel}: FAILED: timed out after {timeout} s")
+        print(f"== {kernel}: FAILED: the boot timed out after {timeout:.0f} s (its deadline)")
         ok = False
     elif not rc_file.exists():
-        print(f"== {kernel}: FAILED: the guest died before the command finished")
+        panic = [ln for ln in console.splitlines() if "Kernel panic" in ln]
+        death = f"the guest kernel panicked: {panic[0]}" if panic else "the guest died"
+        print(f"== {kernel}: FAILED: {death} before the command finished")
         ok = False
     elif rc_file.read_text().strip() != "0":
         print(f"== {kernel}: FAILED: guest command exit status {rc_file.read_text().strip()}")
@@ -319,6 +366,21 @@ def run_kernel(
     return ok
 
 
+def boot_deadline(kernel: str, plan: budget.Budget, timeout: float, boots_after: int) -> str:
+    """The line that says how long this boot may take, or "" (and a FAILED line) when
+    the run's budget leaves it too little to start."""
+    left = plan.left(time.time())
+    why = "the per-boot cap"
+    if left is not None and timeout < plan.cap:
+        why = f"the run's budget: {left:.0f} s left"
+        if boots_after:
+            why += f", {plan.reserve:.0f} s kept for each of the {boots_after} boot(s) to come"
+    if timeout < budget.MIN_BOOT:
+        print(f"== {kernel}: FAILED: not booted: {timeout:.0f} s for it ({why})", flush=True)
+        return ""
+    return f"== {kernel}: boot deadline {timeout:.0f} s ({why})"
+
+
 def names(pytest_args: list[str], stem: str) -> bool:
     """Whether a test path among pytest's arguments names tests/vm/STEM.py (or a test in it)."""
     return any(stem in a for a in pytest_args if a.startswith("tests/"))
@@ -342,18 +404,19 @@ def wanted(switch: str, command: str | None, pytest_args: list[str], stem: str) 
 
 
 def run_lanes(
-    lanes: list[list[Boot]], run: Callable[[Boot], bool], before: Callable[[int], None]
+    lanes: list[list[Boot]], run: Callable[[Boot, int], bool], before: Callable[[int], None]
 ) -> dict[str, bool]:
     """Each lane's boots one after the other, the lanes side by side; {kernel: ok}. A lane
-    begins with before(its index). Once the run is ending (^C, SIGTERM) no lane boots again."""
+    begins with before(its index); run(boot, boots after it in its lane). Once the run
+    is ending (^C, SIGTERM) no lane boots again."""
 
     def run_lane(index: int, lane: list[Boot]) -> list[tuple[str, bool]]:
         before(index)
         done = []
-        for b in lane:
+        for i, b in enumerate(lane):
             if STOPPING.is_set():
                 break
-            done.append((b.kernel, run(b)))
+            done.append((b.kernel, run(b, len(lane) - 1 - i)))
         return done
 
     with ThreadPoolExecutor(len(lanes)) as pool:
@@ -375,7 +438,26 @@ def main() -> None:
         help="all, 6.1, 6.12, a version, or debug (the debug kernel, built once into build/)",
     )
     ap.add_argument("--exec", dest="command", help="shell command to run instead of the VM tests")
-    ap.add_argument("--timeout", type=int, default=3600, help="seconds per kernel")
+    ap.add_argument(
+        "--timeout", type=int, default=budget.CAP, help="the most seconds a boot may take"
+    )
+    ap.add_argument(
+        "--budget",
+        type=int,
+        help=f"seconds for this whole run (default: until ${budget.ENV}, set by tests/run)",
+    )
+    ap.add_argument(
+        "--reserve",
+        type=int,
+        default=budget.RESERVE,
+        help="seconds of the budget kept for each boot still to come (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--later-boots",
+        type=int,
+        default=0,
+        help="boots that later vmrun calls of the same run will make (each gets a reserve)",
+    )
     ap.add_argument(
         "--qemu-opts",
         default=NICS,
@@ -415,6 +497,7 @@ def main() -> None:
         os.environ["MGCAP_DKMS_PREBUILT"] = str(prebuilt.prepare(BUILD / "dkms-prebuilt"))
     with contextlib.suppress(FileNotFoundError):
         kernel_tools.tree()  # once, before the kernels' runs, which may be parallel
+    plan = budget.from_env(args.budget, cap=args.timeout, reserve=args.reserve)
     if args.suite:
         lanes = [
             [Boot(kernels.resolve([b.kernel])[0], b.share, b.tests, b.env) for b in lane]
@@ -426,14 +509,16 @@ def main() -> None:
         lanes = [[b] for b in boots] if args.parallel else [boots]
     tagged = len(lanes) > 1
 
-    def run(boot: Boot) -> bool:
+    def run(boot: Boot, after: int) -> bool:
+        """after: the boots still to come in this lane; lanes side by side share the
+        time left, one after the other each keeps a reserve for those after it"""
         cmd = command
         if boot.tests and args.command is None:
             cmd += " " + " ".join(shlex.quote(t) for t in boot.tests)
         return run_kernel(
-            boot.kernel, cmd, args.timeout, args.qemu_opts, share=boot.share,
+            boot.kernel, cmd, plan, args.qemu_opts, share=boot.share,
             append=args.append, trees=trees, tag=f"[{boot.kernel}] " if tagged else "",
-            cpu=args.cpu, extra_env=boot.env,
+            boots_after=args.later_boots + after, cpu=args.cpu, extra_env=boot.env,
         )  # fmt: skip
 
     def before(index: int) -> None:

@@ -1,13 +1,18 @@
 """The VM harness's own logic: the kernel log scan, the boot's deadline, the verdict on
-pytest's report, the guest's environment."""
+pytest's report, the guest's environment, the run's budget, the guest command's
+deadline and pytest's end (tests/conftest.py)."""
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.harness import debug_kernel, kmemleak, vmrun
+from tests.harness import budget, debug_kernel, kmemleak, vmrun
+from tests.harness.build import ROOT
 
 
 def test_scan_finds_reports_after_the_begin_mark_only() -> None:
@@ -233,8 +238,8 @@ def test_lanes_run_side_by_side_and_stop_booting_once_the_run_ends() -> None:
     started: list[str] = []
     both = threading.Barrier(2, timeout=10)
 
-    def run(boot: Boot) -> bool:
-        started.append(boot.kernel)
+    def run(boot: Boot, after: int) -> bool:
+        started.append(f"{boot.kernel}+{after}")
         if boot.kernel in ("a1", "b1"):
             both.wait()  # only passes if the two lanes' first boots run at once
         if boot.kernel == "a1":
@@ -246,5 +251,166 @@ def test_lanes_run_side_by_side_and_stop_booting_once_the_run_ends() -> None:
         results = vmrun.run_lanes(lanes, run, lambda i: None)
     finally:
         vmrun.STOPPING.clear()
-    assert sorted(started) == ["a1", "b1"]
+    assert sorted(started) == ["a1+1", "b1+0"]
     assert results == {"a1": True, "b1": True}
+
+
+def test_each_boot_gets_what_is_left_less_a_reserve_for_the_boots_to_come() -> None:
+    plan = budget.Budget(end=10_000.0, cap=3600, reserve=900)
+    # the first of three boots, 4000 s left: 4000 - 2 * 900
+    assert plan.boot_timeout(boots_after=2, now=6000.0) == 2200
+    # the second, after the first hung for its 2200 s: 1800 - 900
+    assert plan.boot_timeout(boots_after=1, now=8200.0) == 900
+    # the last gets all that is left, never more than the cap
+    assert plan.boot_timeout(boots_after=0, now=9100.0) == 900
+    assert plan.boot_timeout(boots_after=0, now=0.0) == 3600
+    # no budget: the cap
+    assert budget.Budget(None, cap=1234).boot_timeout(5, now=0.0) == 1234
+
+
+def test_the_budget_comes_from_the_option_else_the_run_deadline() -> None:
+    env = {budget.ENV: "5000"}
+    assert budget.from_env(None, env=env).end == 5000.0
+    assert budget.from_env(600, env=env, now=100.0).end == 700.0
+    assert budget.from_env(None, env={}).end is None
+
+
+def test_a_boot_with_too_little_budget_left_is_not_started(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now = time.time()
+    plan = budget.Budget(end=now + 1000, cap=3600, reserve=900)
+    timeout = plan.boot_timeout(1, now)
+    assert vmrun.boot_deadline("6.12", plan, timeout, 1) == ""
+    assert capsys.readouterr().out.startswith("== 6.12: FAILED: not booted: 100 s for it")
+    line = vmrun.boot_deadline("6.1", plan, plan.boot_timeout(0, now), 0)
+    assert line.startswith("== 6.1: boot deadline 1000 s (the run's budget: 1000 s left")
+    capped = vmrun.boot_deadline("6.1", budget.Budget(None), budget.CAP, 0)
+    assert capped == "== 6.1: boot deadline 3600 s (the per-boot cap)"
+
+
+def test_the_guest_command_ends_before_the_boot(tmp_path: Path) -> None:
+    end = budget.guest_end(10_000.0)
+    assert end == 10_000 - budget.WRAPUP and budget.WRAPUP > budget.GRACE
+    cmd = vmrun.guest_command("6.12", tmp_path, "pytest", "0/1", end=end)
+    assert f" MGCAP_GUEST_END={end} " in cmd
+    assert f" MGCAP_GUEST_GRACE={budget.GRACE} " in cmd
+
+
+def test_the_hung_task_detector_panics_the_guest_well_after_the_lock_order_patience() -> None:
+    assert "hung_task_panic=1" in vmrun.APPEND
+    assert f"hung_task_timeout_secs={vmrun.HUNG_TASK_SECONDS}" in vmrun.APPEND
+    assert vmrun.HUNG_TASK_SECONDS >= 2 * 150  # test_lock_order.py's PATIENCE reports first
+
+
+def with_deadline(
+    tmp_path: Path, command: str, seconds: int, grace: int = 60
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """guest.sh's with_deadline on the host: (the shell's result, seconds taken)."""
+    script = f". {ROOT}/tests/harness/deadline.sh; with_deadline {command}; echo rc=$rc"
+    env = {
+        **os.environ,
+        "MGCAP_GUEST_END": str(int(time.time()) + seconds),
+        "MGCAP_GUEST_GRACE": str(grace),
+        "MGCAP_OUT": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+    }
+    start = time.monotonic()
+    proc = subprocess.run(
+        ["sh", "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    return proc, time.monotonic() - start
+
+
+def test_the_guest_command_that_hangs_is_ended_at_its_deadline(tmp_path: Path) -> None:
+    proc, took = with_deadline(tmp_path, "sleep 300", seconds=2)
+    assert took < 30
+    assert "mgcap-vm: FAILED: guest command timed out after" in proc.stdout
+    assert proc.stdout.rstrip().endswith("rc=124")
+    assert (tmp_path / "timed-out").exists()
+
+
+def test_a_guest_command_deaf_to_the_deadline_is_killed_after_the_grace(tmp_path: Path) -> None:
+    proc, took = with_deadline(tmp_path, "sh -c 'trap \"\" USR2; sleep 300'", 2, grace=2)
+    assert took < 30
+    assert proc.stdout.rstrip().endswith("rc=137"), proc.stdout
+    assert (tmp_path / "timed-out").exists()
+
+
+def test_a_guest_command_in_time_is_not_timed_out(tmp_path: Path) -> None:
+    proc, _ = with_deadline(tmp_path, "sh -c 'exit 3'", seconds=60)
+    assert proc.stdout.rstrip().endswith("rc=3")
+    assert "timed out" not in proc.stdout and not (tmp_path / "timed-out").exists()
+
+
+LEAKS_A_THREAD = """
+import threading, time
+
+STOP = threading.Event()
+
+
+def test_passes_but_leaves_a_thread() -> None:
+    threading.Thread(target=STOP.wait, name="left-behind").start()
+
+
+def test_fails_with_a_thread_alive() -> None:
+    threading.Thread(target=STOP.wait, name="sink").start()
+    {body}
+"""
+
+
+def run_pytest(
+    tmp_path: Path, body: str, seconds: int | None = None
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """A tiny test file under this repo's tests/conftest.py (as a plugin): the pytest
+    run's result and the seconds it took; with seconds, under guest.sh's deadline."""
+    (tmp_path / "test_tiny.py").write_text(LEAKS_A_THREAD.format(body=body))
+    pytest_cmd = (
+        f"{sys.executable} -m pytest -p tests.conftest -p no:cacheprovider -q "
+        f"--junitxml={tmp_path}/junit.xml test_tiny.py"
+    )
+    if seconds is not None:
+        return with_deadline(tmp_path, pytest_cmd, seconds)
+    start = time.monotonic()
+    proc = subprocess.run(
+        pytest_cmd.split(),
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc, time.monotonic() - start
+
+
+def test_pytest_does_not_outlive_its_summary_when_threads_are_left(tmp_path: Path) -> None:
+    proc, took = run_pytest(tmp_path, "assert False")
+    assert took < 60
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "1 failed, 1 passed" in proc.stdout
+    assert "2 non-daemon thread(s) outlived the tests" in proc.stderr
+    assert "'left-behind', started during test_tiny.py::test_passes_but_leaves_a_thread" in (
+        proc.stderr
+    )
+    junit = (tmp_path / "junit.xml").read_text()
+    assert 'tests="2"' in junit and 'failures="1"' in junit
+
+
+def test_a_leaked_thread_fails_a_run_whose_tests_passed(tmp_path: Path) -> None:
+    proc, _ = run_pytest(tmp_path, "pass")
+    assert "2 passed" in proc.stdout
+    assert proc.returncode == 1
+    assert "exiting with status 1" in proc.stderr
+
+
+def test_the_deadline_fails_the_hung_test_with_every_stack_and_pytest_reports(
+    tmp_path: Path,
+) -> None:
+    proc, took = run_pytest(tmp_path, "time.sleep(300)", seconds=8)
+    assert took < 60
+    assert "mgcap-vm: FAILED: guest command timed out after" in proc.stdout
+    assert proc.stdout.rstrip().endswith("rc=124")
+    assert "Failed: the run's deadline (SIGUSR2" in proc.stdout
+    assert "in test_fails_with_a_thread_alive" in proc.stderr  # faulthandler's dump
+    junit = (tmp_path / "junit.xml").read_text()
+    assert 'tests="2"' in junit and 'failures="1"' in junit
