@@ -103,7 +103,7 @@ def listed(skip: Skip, expected: dict[str, str]) -> bool:
 def compare(ran: list[str], skipped: list[Skip], expected: dict[str, str]) -> Report:
     once = [s for s in skipped if s.reason.endswith(ONCE_ELSEWHERE)]
     unexpected = [s for s in skipped if s not in once and not listed(s, expected)]
-    stale = [Skip(t, r) for t, r in expected.items() for test in ran if matches(t, test)]
+    stale = [Skip(test, r) for t, r in expected.items() for test in ran if matches(t, test)]
     return Report(unexpected, stale, len(skipped) - len(unexpected))
 
 
