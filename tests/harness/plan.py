@@ -153,6 +153,10 @@ def main() -> None:
     if vm[-1].name == DEBUG and vm[-1].paths != ("tests/vm",):
         left = {t for b in vm for t in b.tests} - set(vm[-1].tests)
         print(f"   not in the debug subset: {len(left)} more tests (--full-debug runs them)")
+    nowhere = sorted({t for b in vm for t in b.tests} - {t for b in vm for t in b.running()})
+    print(f"== VM tests that no boot runs: {len(nowhere)}")
+    for t in nowhere:
+        print(f"   {t}")
 
 
 if __name__ == "__main__":
