@@ -15,11 +15,13 @@ A test marked once(slot=k) runs in the boot whose share is k of 2: slot 0 in 6.1
 slot 1 in 6.12 (tests/vm/conftest.py). The debug boot runs named tests only.
 """
 
+import argparse
+import os
 from dataclasses import dataclass, field
 
 # the tests that put the module's own code under stress or through its error paths:
 # what the debug kernel's detectors (KASAN, lockdep, kmemleak, UBSAN, KFENCE) must see
-DEBUG_SUBSET = (
+DEBUG_TESTS = (
     "tests/vm/test_faults_under_load.py",
     "tests/vm/test_ring.py::test_overflow_captured_plus_drops_equals_sent",
     "tests/vm/test_ring.py::test_flood_two_rings_with_bound_readers",
@@ -39,6 +41,10 @@ DEBUG_SUBSET = (
     "tests/vm/test_filter.py::test_bad_programs_refused_with_a_message",
     "tests/vm/test_cycles.py",
 )
+# the costly plays of the whole suite, on unless set to "0" (then left out of a quick
+# local run): the .deb's install in the guest (test_dkms.py) and the ansible plays
+# (test_ansible_fleet.py), each in one Debian boot (their once marks); vmrun.wanted()
+SWITCHES = ("MGCAP_DKMS_VM", "MGCAP_ANSIBLE_VM")
 # netlink start/stop cycles on the debug kernel (KASAN and lockdep make each one slow;
 # kmemleak needs only a few to name a per-cycle leak)
 DEBUG_CYCLES = "100"
@@ -55,7 +61,7 @@ class Boot:
 LANES: tuple[tuple[Boot, ...], ...] = (
     (
         Boot("6.1", "0/2"),
-        Boot("debug", "0/2", DEBUG_SUBSET, {"MGCAP_CYCLES": DEBUG_CYCLES}),
+        Boot("debug", "0/2", DEBUG_TESTS, {"MGCAP_CYCLES": DEBUG_CYCLES}),
     ),
     (Boot("6.12", "1/2"),),
 )
@@ -64,12 +70,28 @@ LANES: tuple[tuple[Boot, ...], ...] = (
 BUILD_LANE = 1
 
 
-def main() -> None:
+def switches(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The switches' values for a whole run from env: "0" where set so, else "1"."""
+    env = dict(os.environ) if env is None else env
+    return {name: "0" if env.get(name) == "0" else "1" for name in SWITCHES}
+
+
+def describe() -> list[str]:
+    """The lanes, one line each."""
+    lines = []
     for i, lane in enumerate(LANES):
         first = "the debug kernel's build, then " if i == BUILD_LANE else ""
-        print(f"lane {'AB'[i]}: {first}" + ", then ".join(b.kernel for b in lane))
-    for test in DEBUG_SUBSET:
-        print(f"debug: {test}")
+        lines.append(f"lane {'AB'[i]}: {first}" + ", then ".join(b.kernel for b in lane))
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("what", choices=("lanes", "debug-tests"))
+    if ap.parse_args().what == "lanes":
+        print("\n".join(describe()))
+    else:
+        print("\n".join(DEBUG_TESTS))
 
 
 if __name__ == "__main__":

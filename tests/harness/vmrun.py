@@ -7,10 +7,11 @@
 
 For each kernel: build mgcap.ko (W=1, sparse, warnings fail), boot once with the
 memory-error detectors on, run everything inside, and fail if the command fails,
-ran no test or skipped them all, or the guest's kernel log shows a WARN, BUG, KFENCE
-or similar report. Each boot has a deadline, kept whether or not the guest prints,
-from the run's budget (budget.py: MGCAP_RUN_DEADLINE or --budget), and the guest
-command one of its own a few minutes before it (guest.sh).
+ran no test or skipped them all, skipped a test its expected-skip list does not name
+(under CI=true or MGCAP_STRICT_SKIPS=1: tests/harness/skips.py), or the guest's kernel
+log shows a WARN, BUG, KFENCE or similar report. Each boot has a deadline, kept whether
+or not the guest prints, from the run's budget (budget.py: MGCAP_RUN_DEADLINE or
+--budget), and the guest command one of its own a few minutes before it (guest.sh).
 """
 
 import argparse
@@ -38,6 +39,7 @@ from tests.harness import (
     kernel_tools,
     kernels,
     pytrees,
+    skips,
     suite,
 )
 from tests.harness.build import BUILD, DEBUG, DEBUG_TREE, ROOT, build_module
@@ -337,6 +339,12 @@ def run_kernel(
         ok = False
     elif command.startswith("pytest") and (why := junit_verdict(out / "junit.xml")):
         print(f"== {kernel}: FAILED: {why}")
+        ok = False
+    # every skip against the boot's expected list (tests/expected-skips.toml): an
+    # unexpected one fails the boot under CI=true or MGCAP_STRICT_SKIPS=1
+    if command.startswith("pytest") and not skips.check(
+        out / "junit.xml", skips.kind_of(kernel), f"== {kernel}: "
+    ):
         ok = False
     log = (out / "console.log").read_text(errors="replace")
     bad = scan_kernel_log(log)

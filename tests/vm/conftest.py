@@ -29,6 +29,7 @@ from mgctl.chardev import CaptureDevice, device_path
 from mgctl.record import Record, iter_records
 from tests.bench import pktgen as bench_pktgen
 from tests.harness import kernel_log
+from tests.harness.skips import ONCE_ELSEWHERE
 from tests.vm import traffic as traffic_source
 
 IN_VM = os.environ.get("MGCAP_VM") == "1"
@@ -62,7 +63,8 @@ def not_this_boot(item: pytest.Item) -> str | None:
     n = max(int(count or 1), 1)
     if int(mark.kwargs.get("slot", 0)) % n == int(index):
         return None
-    return f"{mark.kwargs.get('why', 'user space only')}: runs in another kernel's boot of this run"
+    # the reason's end tells the expected-skip check a once skip (tests/harness/skips.py)
+    return f"{mark.kwargs.get('why', 'user space only')}: {ONCE_ELSEWHERE}"
 
 
 def sh(cmd: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
