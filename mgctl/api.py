@@ -30,6 +30,8 @@ before Linux 6.6) is configured here with SIOCGHWTSTAMP/SIOCSHWTSTAMP, and the
 module is told what was applied; stop() puts its saved configuration back.
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import os
@@ -37,13 +39,20 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from mgctl import filter as bpf
-from mgctl import hwtsioctl, pcapng, spec, uapi
+from mgctl import spec, uapi
 from mgctl.netlink import FamilyMissing, MgcapNetlink, Overrun
+
+if TYPE_CHECKING:
+    from mgctl import filter as bpf
+    from mgctl import hwtsioctl
+
+# filters (libpcap through ctypes, construct), the timestamp ioctl (ctypes) and the
+# link types (pcapng's construct) are imported where used: `mgctl show` and the
+# other commands that never touch them start without them (seconds in the test VM)
 
 # the counters, named as in the data path's uapi (and in JSON output)
 STAT_KEYS = uapi.STAT_FIELDS
@@ -94,6 +103,8 @@ class DevState:
     @property
     def filter_insns(self) -> int:
         """Instructions of the capture filter (0: none)."""
+        from mgctl import filter as bpf  # only with a filter (see the imports)
+
         return len(self.filter_program or b"") // int(bpf.INSN_LEN)
 
     def to_json(self, stats: int = 0) -> dict[str, Any]:
@@ -280,7 +291,7 @@ class Mgcap:
     def close(self) -> None:
         self.nl.close()
 
-    def __enter__(self) -> "Mgcap":
+    def __enter__(self) -> Mgcap:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -324,6 +335,8 @@ class Mgcap:
     def compile(self, dev: str, expr: str, snaplen: int | None = None) -> bpf.Program:
         """expr compiled for dev's link type and snaplen (None: the module's default),
         as `tcpdump -ddd -i dev -s snaplen expr` would. Raises bpf.FilterError."""
+        from mgctl import filter as bpf  # only for a filter (see the imports)
+
         return bpf.compile_filter(expr, snaplen or default_snaplen(), link_type_of(dev), device=dev)
 
     def start(
@@ -416,6 +429,8 @@ class Mgcap:
         return Result(True, self.show(dev))
 
     def _put_back(self, dev: str, reply: dict[str, Any]) -> None:
+        from mgctl import hwtsioctl  # only for a driver with the ioctl (see the imports)
+
         saved = hwtsioctl.HwConfig(
             rx=int(reply["hwtstamp-saved-rx"]), tx=int(reply.get("hwtstamp-saved-tx", 0))
         )
@@ -491,6 +506,8 @@ class Mgcap:
 
     def _hw_ioctl(self, dev: str, cfg: hwtsioctl.HwConfig | None = None) -> hwtsioctl.HwConfig:
         """SIOCGHWTSTAMP (cfg None) or SIOCSHWTSTAMP from here, errors as MgcapError."""
+        from mgctl import hwtsioctl  # only for a driver with the ioctl (see the imports)
+
         try:
             return hwtsioctl.read(dev) if cfg is None else hwtsioctl.apply(dev, cfg)
         except hwtsioctl.HwtsIoctlError as e:
@@ -534,6 +551,8 @@ class Mgcap:
         records what was applied and what was there before (it keeps the first
         saved configuration for the restore). If the module refuses, the device
         gets its configuration back."""
+        from mgctl import hwtsioctl  # only for a driver with the ioctl (see the imports)
+
         before = self._hw_ioctl(dev)
         want = hwtsioctl.HwConfig(
             rx=before.rx if rx is None else rx,
@@ -598,6 +617,8 @@ def link_type_of(dev: str) -> int:
     a filter before a start. Ethernet for a device that is not there, and for a type
     mgcap cannot describe: the kernel refuses to start such a capture, with its
     message, so a program compiled for it is never installed."""
+    from mgctl import pcapng  # only to compile a filter (see the imports)
+
     try:
         arphrd = int(Path(f"/sys/class/net/{dev}/type").read_text())
         return pcapng.link_type_of(arphrd)
