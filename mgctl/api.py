@@ -45,6 +45,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from mgctl import spec, uapi
 from mgctl.netlink import FamilyMissing, MgcapNetlink, Overrun
+from mgctl.spec import RX_ALIASES as RX_ALIASES  # where it was, for callers
 
 if TYPE_CHECKING:
     from mgctl import filter as bpf
@@ -154,10 +155,6 @@ class HwTstamp:
 
     def to_json(self) -> dict[str, Any]:
         return {"ifindex": self.ifindex, "ifname": self.ifname, "rx": self.rx, "tx": self.tx}
-
-
-# short names the command line and the API accept for receive filters
-RX_ALIASES = {"ptp": "ptp-v2-event"}
 
 
 @dataclass(frozen=True)

@@ -220,7 +220,6 @@ def command_grammars() -> dict[str, grammar.Grammar]:
     """Each command's keywords, by its name in USAGES, and how their values are read:
     what the commands parse, and what the man page and the bash completion name."""
     from mgctl import spec
-    from mgctl.api import RX_ALIASES
 
     enums = spec.family().enums
     dev: grammar.Grammar = {"dev": grammar.ifname}
@@ -240,7 +239,7 @@ def command_grammars() -> dict[str, grammar.Grammar]:
         "hwtstamp show": dev,
         "hwtstamp set": {
             **dev,
-            "rx": grammar.choice("rx", list(enums["hwtstamp-rx"]), RX_ALIASES),
+            "rx": grammar.choice("rx", list(enums["hwtstamp-rx"]), spec.RX_ALIASES),
             "tx": grammar.choice("tx", list(enums["hwtstamp-tx"])),
         },
     }

@@ -14,6 +14,10 @@ from typing import Any
 
 SPEC_ENV = "MGCAP_SPEC"
 
+# short names the command line and the API accept for receive filters (here, not in
+# the API, so that mgctl's grammar has them without loading the API)
+RX_ALIASES = {"ptp": "ptp-v2-event"}
+
 
 def spec_path() -> Path:
     """$MGCAP_SPEC, else the copy shipped in the package (a link to netlink-spec/)."""

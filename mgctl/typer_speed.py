@@ -6,17 +6,24 @@ TypeAdapter, built the first time the option is processed: even a default (mgctl
 75 modules, more than the rest of mgctl's start together (0.3 s on a server, seconds
 in the emulated test VM). A value that click already gives as the option's own type
 (an int for an int, a str for a str, a bool for a bool) and an absent one (None) come
-out of that adapter unchanged, so here they pass as they are; any other value goes to
-typer's own coercion, built as typer builds it. Before 0.28 (the floor is 0.27.2)
-click converts, and there is nothing to do.
+out of that adapter unchanged, so here they pass as they are; so do a repeated str
+option's strings (as the list the adapter makes of them) and an int option's plain
+decimal digits (as their int). Any other value goes to typer's own coercion, built as
+typer builds it. Before 0.28 (the floor is 0.27.2) click converts, and there is
+nothing to do. tests/host/test_imports.py checks that both ways give the same values.
 """
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
+# a number in plain decimal digits, as an int option's text most often is
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,17}")
+
 
 def _plain_type(param: Any) -> type | None:
-    """bool, int or str if the option is one (or None), with nothing more to check."""
+    """bool, int, float or str if the option is one (or None), list for list[str], with
+    nothing more to check."""
     desc = getattr(param, "type_descriptor", None)
     info = getattr(desc, "parameter_info", None)
     if desc is None or info is None:
@@ -24,9 +31,11 @@ def _plain_type(param: Any) -> type | None:
     checks = (getattr(info, k, None) for k in ("parser", "min", "max"))
     if any(c is not None for c in checks) or getattr(info, "clamp", False):
         return None
-    for kind in (bool, int, str):
+    for kind in (bool, int, float, str):
         if desc.annotation in (kind, kind | None):
             return kind
+    if desc.annotation in (list[str], list[str] | None):
+        return list  # click's tuple of str becomes a list
     return None
 
 
@@ -41,9 +50,16 @@ class _Plain:
         self.real: Any = None
 
     def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
-        single = not (param.multiple or param.nargs == -1)
-        if single and (value is None or type(value) is self.kind):
+        multi = param.multiple or param.nargs == -1
+        if self.kind is list and multi:
+            if value is None:
+                return ()  # as typer gives an absent repeated option
+            if type(value) in (tuple, list) and all(type(v) is str for v in value):
+                return list(value)
+        elif not multi and (value is None or type(value) is self.kind):
             return value
+        elif not multi and self.kind is int and type(value) is str and _DECIMAL.fullmatch(value):
+            return int(value)  # mgdump -c 10: what the adapter makes of plain digits
         if self.real is None:
             self.real = self.build(self.param.type_descriptor)
         return self.real.coerce(value, param=param, ctx=ctx)

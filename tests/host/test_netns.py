@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mgctl import api, cli, netns
+from mgctl import api, netns
 from tests.host.test_cli import run_main
 
 
