@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from mgctl import spec, uapi
+from mgctl import linktypes, spec, uapi
 from mgctl.netlink import FamilyMissing, MgcapNetlink, Overrun
 from mgctl.spec import RX_ALIASES as RX_ALIASES  # where it was, for callers
 
@@ -51,9 +51,9 @@ if TYPE_CHECKING:
     from mgctl import filter as bpf
     from mgctl import hwtsioctl
 
-# filters (libpcap through ctypes, construct), the timestamp ioctl (ctypes) and the
-# link types (pcapng's construct) are imported where used: `mgctl show` and the
-# other commands that never touch them start without them (seconds in the test VM)
+# filters (libpcap through ctypes, construct) and the timestamp ioctl (ctypes) are
+# imported where used: `mgctl show` and the other commands that never touch them
+# start without them (a Python start-up takes seconds in the emulated test VM)
 
 # the counters, named as in the data path's uapi (and in JSON output)
 STAT_KEYS = uapi.STAT_FIELDS
@@ -614,10 +614,8 @@ def link_type_of(dev: str) -> int:
     a filter before a start. Ethernet for a device that is not there, and for a type
     mgcap cannot describe: the kernel refuses to start such a capture, with its
     message, so a program compiled for it is never installed."""
-    from mgctl import pcapng  # only to compile a filter (see the imports)
-
     try:
         arphrd = int(Path(f"/sys/class/net/{dev}/type").read_text())
-        return pcapng.link_type_of(arphrd)
+        return linktypes.link_type_of(arphrd)
     except (OSError, ValueError):
-        return pcapng.LINKTYPE_ETHERNET
+        return linktypes.LINKTYPE_ETHERNET
