@@ -30,6 +30,8 @@ before Linux 6.6) is configured here with SIOCGHWTSTAMP/SIOCSHWTSTAMP, and the
 module is told what was applied; stop() puts its saved configuration back.
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import os
@@ -37,13 +39,21 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from mgctl import filter as bpf
-from mgctl import hwtsioctl, pcapng, spec, uapi
+from mgctl import linktypes, spec, uapi
 from mgctl.netlink import FamilyMissing, MgcapNetlink, Overrun
+from mgctl.spec import RX_ALIASES as RX_ALIASES  # where it was, for callers
+
+if TYPE_CHECKING:
+    from mgctl import filter as bpf
+    from mgctl import hwtsioctl
+
+# filters (libpcap through ctypes, construct) and the timestamp ioctl (ctypes) are
+# imported where used: `mgctl show` and the other commands that never touch them
+# start without them (a Python start-up takes seconds in the emulated test VM)
 
 # the counters, named as in the data path's uapi (and in JSON output)
 STAT_KEYS = uapi.STAT_FIELDS
@@ -94,6 +104,8 @@ class DevState:
     @property
     def filter_insns(self) -> int:
         """Instructions of the capture filter (0: none)."""
+        from mgctl import filter as bpf  # only with a filter (see the imports)
+
         return len(self.filter_program or b"") // int(bpf.INSN_LEN)
 
     def to_json(self, stats: int = 0) -> dict[str, Any]:
@@ -143,10 +155,6 @@ class HwTstamp:
 
     def to_json(self) -> dict[str, Any]:
         return {"ifindex": self.ifindex, "ifname": self.ifname, "rx": self.rx, "tx": self.tx}
-
-
-# short names the command line and the API accept for receive filters
-RX_ALIASES = {"ptp": "ptp-v2-event"}
 
 
 @dataclass(frozen=True)
@@ -280,7 +288,7 @@ class Mgcap:
     def close(self) -> None:
         self.nl.close()
 
-    def __enter__(self) -> "Mgcap":
+    def __enter__(self) -> Mgcap:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -324,6 +332,8 @@ class Mgcap:
     def compile(self, dev: str, expr: str, snaplen: int | None = None) -> bpf.Program:
         """expr compiled for dev's link type and snaplen (None: the module's default),
         as `tcpdump -ddd -i dev -s snaplen expr` would. Raises bpf.FilterError."""
+        from mgctl import filter as bpf  # only for a filter (see the imports)
+
         return bpf.compile_filter(expr, snaplen or default_snaplen(), link_type_of(dev), device=dev)
 
     def start(
@@ -416,6 +426,8 @@ class Mgcap:
         return Result(True, self.show(dev))
 
     def _put_back(self, dev: str, reply: dict[str, Any]) -> None:
+        from mgctl import hwtsioctl  # only for a driver with the ioctl (see the imports)
+
         saved = hwtsioctl.HwConfig(
             rx=int(reply["hwtstamp-saved-rx"]), tx=int(reply.get("hwtstamp-saved-tx", 0))
         )
@@ -491,6 +503,8 @@ class Mgcap:
 
     def _hw_ioctl(self, dev: str, cfg: hwtsioctl.HwConfig | None = None) -> hwtsioctl.HwConfig:
         """SIOCGHWTSTAMP (cfg None) or SIOCSHWTSTAMP from here, errors as MgcapError."""
+        from mgctl import hwtsioctl  # only for a driver with the ioctl (see the imports)
+
         try:
             return hwtsioctl.read(dev) if cfg is None else hwtsioctl.apply(dev, cfg)
         except hwtsioctl.HwtsIoctlError as e:
@@ -534,6 +548,8 @@ class Mgcap:
         records what was applied and what was there before (it keeps the first
         saved configuration for the restore). If the module refuses, the device
         gets its configuration back."""
+        from mgctl import hwtsioctl  # only for a driver with the ioctl (see the imports)
+
         before = self._hw_ioctl(dev)
         want = hwtsioctl.HwConfig(
             rx=before.rx if rx is None else rx,
@@ -600,6 +616,6 @@ def link_type_of(dev: str) -> int:
     message, so a program compiled for it is never installed."""
     try:
         arphrd = int(Path(f"/sys/class/net/{dev}/type").read_text())
-        return pcapng.link_type_of(arphrd)
+        return linktypes.link_type_of(arphrd)
     except (OSError, ValueError):
-        return pcapng.LINKTYPE_ETHERNET
+        return linktypes.LINKTYPE_ETHERNET

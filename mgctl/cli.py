@@ -21,17 +21,25 @@ usage error.
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from mgctl import __version__, grammar, netns, output, spec
-from mgctl.api import RX_ALIASES, Lost, Mgcap, MgcapError, Result, link_type_of
-from mgctl.filter import FilterError, compile_filter
+from mgctl import __version__, grammar, output
 from mgctl.grammar import HelpRequested
 from mgctl.grammar import Usage as Usage  # tests and callers catch cli.Usage
 from mgctl.output import Style
+from mgctl.typer_speed import plain_values
+
+if TYPE_CHECKING:
+    from mgctl.api import Mgcap, MgcapError, Result
+
+# The API (pyroute2, and with it asyncio and ssl), the spec, the filter compiler
+# (ctypes, construct) and the namespace code (ctypes) are imported by the commands
+# that use them, not here: --help, -V and a usage error start without them, and
+# each command with only what it needs (a Python start-up takes seconds in the
+# emulated test VM; tests/host/test_imports.py keeps it so).
 
 COMMAND_ORDER = ("show", "start", "stop", "set", "monitor", "hwtstamp", "help")
 KEYWORDS = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -65,6 +73,10 @@ class PrefixGroup(TyperGroup):
         names = super().list_commands(ctx)
         return sorted(names, key=lambda n: COMMAND_ORDER.index(n) if n in COMMAND_ORDER else 99)
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        plain_values(self.get_params(ctx))  # no pydantic: see mgctl.typer_speed
+        return list(super().parse_args(ctx, args))
+
 
 def _usage_of(ctx: Any) -> str:
     """The grammar of the context's command, by its full name (not the prefix typed)."""
@@ -81,6 +93,10 @@ class KeywordCommand(TyperCommand):
     def format_usage(self, ctx: Any, formatter: Any) -> None:
         # whole, never wrapped: it is the grammar
         formatter.write(f"Usage: {_usage_of(ctx) or ctx.command_path}\n")
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        plain_values(self.get_params(ctx))  # no pydantic: see mgctl.typer_speed
+        return list(super().parse_args(ctx, args))
 
 
 app = typer.Typer(
@@ -114,22 +130,27 @@ def _check_filter(kw: dict[str, Any]) -> None:
     the capture's snaplen and the device as it is."""
     expr = kw.get("filter")
     if expr:
+        from mgctl.api import link_type_of
+        from mgctl.filter import FilterError, compile_filter
+
         try:
             compile_filter(expr, 0, link_type_of(kw["dev"]))
         except FilterError as e:
             raise Usage(f'filter "{e.expr}": {e.message}') from None
 
 
-def fail(err: MgcapError) -> NoReturn:
+def fail(err: "MgcapError") -> NoReturn:
     msg = err.message
     typer.echo(f"Error: {msg}{'' if msg.endswith('.') else '.'}", err=True)
     raise typer.Exit(1)
 
 
-def connect() -> Mgcap:
+def connect() -> "Mgcap":
+    from mgctl import api
+
     try:
-        return Mgcap()
-    except MgcapError as e:
+        return api.Mgcap()
+    except api.MgcapError as e:
         fail(e)
 
 
@@ -179,6 +200,8 @@ def options(
     ),
 ) -> None:
     if namespace is not None:
+        from mgctl import netns
+
         try:
             netns.enter(namespace)
         except netns.NetnsError as e:
@@ -188,12 +211,16 @@ def options(
 
 
 def _modes() -> list[str]:
+    from mgctl import spec
+
     return list(spec.family().enums["mode"])
 
 
 def command_grammars() -> dict[str, grammar.Grammar]:
     """Each command's keywords, by its name in USAGES, and how their values are read:
     what the commands parse, and what the man page and the bash completion name."""
+    from mgctl import spec
+
     enums = spec.family().enums
     dev: grammar.Grammar = {"dev": grammar.ifname}
     mode = grammar.choice("mode", _modes())
@@ -212,7 +239,7 @@ def command_grammars() -> dict[str, grammar.Grammar]:
         "hwtstamp show": dev,
         "hwtstamp set": {
             **dev,
-            "rx": grammar.choice("rx", list(enums["hwtstamp-rx"]), RX_ALIASES),
+            "rx": grammar.choice("rx", list(enums["hwtstamp-rx"]), spec.RX_ALIASES),
             "tx": grammar.choice("tx", list(enums["hwtstamp-tx"])),
         },
     }
@@ -248,6 +275,7 @@ def start(ctx: typer.Context) -> None:
                 filter=kw.get("filter") or None,
             ),
             style_of(ctx),
+            compiles=True,
         )
 
 
@@ -294,16 +322,27 @@ def set_(ctx: typer.Context) -> None:
                 clear_filter=expr == "",
             ),
             style_of(ctx),
+            compiles=True,
         )
 
 
-def _run(action: Callable[[], Result], style: Style) -> None:
+def _run(action: Callable[[], "Result"], style: Style, compiles: bool = False) -> None:
+    """compiles: the action may compile a filter (start, set), so its errors are
+    caught; stop need not load the filter compiler for that."""
+    from mgctl.api import MgcapError
+
+    refusals: tuple[type[Exception], ...] = ()
+    if compiles:
+        from mgctl.filter import FilterError
+
+        refusals = (FilterError,)
     try:
         result = action()
     except MgcapError as e:
         fail(e)
-    except FilterError as e:
+    except refusals as e:
         # libpcap's own words, as tcpdump prints them; nothing reached the kernel
+        assert isinstance(e, FilterError)
         raise Usage(f'filter "{e.expr}": {e.message}') from None
     output.change(result, style)
 
@@ -315,6 +354,8 @@ def _run(action: Callable[[], Result], style: Style) -> None:
     short_help="Show captures.",
 )
 def show(ctx: typer.Context) -> None:
+    from mgctl.api import MgcapError
+
     kw = keywords(ctx, command_grammars()["show"])
     style = style_of(ctx)
     with connect() as m:
@@ -332,6 +373,8 @@ def show(ctx: typer.Context) -> None:
     short_help="Print starts, changes and stops.",
 )
 def monitor(ctx: typer.Context) -> None:
+    from mgctl.api import Lost, MgcapError
+
     keywords(ctx, command_grammars()["monitor"])
     style = style_of(ctx)
     with connect() as m:
@@ -384,6 +427,8 @@ def hwtstamp_set_args(args: list[str]) -> dict[str, Any]:
     "show", cls=KeywordCommand, context_settings=KEYWORDS, help="Show timestamping of a device."
 )
 def hwtstamp_show(ctx: typer.Context) -> None:
+    from mgctl.api import MgcapError
+
     kw = keywords(ctx, command_grammars()["hwtstamp show"], required=("dev",))
     with connect() as m:
         try:
@@ -400,6 +445,8 @@ def hwtstamp_show(ctx: typer.Context) -> None:
     help="Set timestamping; prints what the driver applied (it may widen the receive filter).",
 )
 def hwtstamp_set(ctx: typer.Context) -> None:
+    from mgctl.api import MgcapError
+
     try:
         kw = hwtstamp_set_args(ctx.args)
     except HelpRequested:

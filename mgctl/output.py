@@ -6,12 +6,14 @@ Counters stand in columns as wide as their widest value or name, so nothing is e
 cut; a line longer than the terminal wraps there.
 """
 
-import json
+from __future__ import annotations
+
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mgctl.api import DevState, Event, HwTstamp, Lost, Result
+if TYPE_CHECKING:  # for the annotations only: mgctl --help does not load the API
+    from mgctl.api import DevState, Event, HwTstamp, Lost, Result
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,8 @@ class Style:
 
 
 def emit_json(obj: Any, style: Style) -> None:
+    import json  # only for -j
+
     print(json.dumps(obj, indent=2 if style.pretty else None, sort_keys=False))
     sys.stdout.flush()
 

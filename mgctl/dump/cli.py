@@ -30,18 +30,24 @@ capture failed.
 import signal
 import sys
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 from typer.exceptions import TyperException
 
 from mgctl import uapi
-from mgctl.dump import about, devices, expression, summary
 from mgctl.dump.buffer import BLOCK_SIZE
-from mgctl.dump.lines import OutputClosed, ignore_sigpipe_at_exit
-from mgctl.dump.output import OutputError
-from mgctl.dump.session import Options, Session, SetupError
-from mgctl.filter import FilterError
+from mgctl.typer_speed import plain_values
+
+if TYPE_CHECKING:
+    from mgctl.dump.session import Options, Session
+
+# The capture (session: the API with pyroute2, asyncio and ssl; the readers, the
+# writer, pcapng and construct), the filter compiler, -D's listing and --version's
+# libpcap are imported where they are used: --help, --version and a usage error
+# start without them (a Python start-up takes seconds in the emulated test VM;
+# tests/host/test_imports.py keeps it so).
 
 EXIT_SETUP = 1
 EXIT_USAGE = 2
@@ -78,7 +84,7 @@ def snaplen_option(snaplen: int | None) -> int | None:
     return snaplen
 
 
-def check(opts: Options) -> None:
+def check(opts: "Options") -> None:
     if not opts.write and (opts.rotate_bytes or opts.rotate_seconds or opts.per_ring):
         raise Usage("-C, -G and --per-ring need -w FILE")
     if opts.count is not None and opts.count < 1:
@@ -102,7 +108,13 @@ def check(opts: Options) -> None:
         raise Usage("a device is named twice with -i")
 
 
-@app.command(help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
+class Command(TyperCommand):
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        plain_values(self.get_params(ctx))  # no pydantic: see mgctl.typer_speed
+        return list(super().parse_args(ctx, args))
+
+
+@app.command(cls=Command, help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
 def mgdump(
     interface: Annotated[
         list[str] | None,
@@ -266,9 +278,13 @@ def mgdump(
     ] = False,
 ) -> None:
     if version:
+        from mgctl.dump import about
+
         print(about.version_text())
         raise SystemExit(0)
     if list_devices:
+        from mgctl.dump import devices
+
         lines, note = devices.listing()
         print("\n".join(lines))
         if note:
@@ -277,6 +293,10 @@ def mgdump(
     if not interface:
         raise Usage("-i IF is required (mgdump -D lists the devices)")
     snaplen = snaplen_option(snaplen)
+    from mgctl.dump import expression
+    from mgctl.dump.session import Options
+    from mgctl.filter import FilterError
+
     if filter_file is not None and expression_words:
         raise Usage("-F and a trailing expression exclude each other")
     file_text = None
@@ -320,7 +340,12 @@ def mgdump(
     raise SystemExit(run(opts, quiet=quiet, stats_json=stats_json))
 
 
-def run(opts: Options, quiet: bool = False, stats_json: str | None = None) -> int:
+def run(opts: "Options", quiet: bool = False, stats_json: str | None = None) -> int:
+    from mgctl.dump import summary
+    from mgctl.dump.lines import OutputClosed, ignore_sigpipe_at_exit
+    from mgctl.dump.output import OutputError
+    from mgctl.dump.session import Session, SetupError
+
     session = Session(opts)
     counts_asked = threading.Event()
 
@@ -330,7 +355,7 @@ def run(opts: Options, quiet: bool = False, stats_json: str | None = None) -> in
     def on_usr1(signum: int, _frame: object) -> None:
         counts_asked.set()  # printed by the main loop at its next tick
 
-    def on_tick(s: Session) -> None:
+    def on_tick(s: "Session") -> None:
         if counts_asked.is_set():
             counts_asked.clear()
             print(summary.counts(summary.as_dict(s), running=True), file=sys.stderr, flush=True)
@@ -352,7 +377,7 @@ def run(opts: Options, quiet: bool = False, stats_json: str | None = None) -> in
 
         with StatusLine() as status:
 
-            def tick(s: Session) -> None:
+            def tick(s: "Session") -> None:
                 on_tick(s)
                 status.update(s)
 

@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from mgctl import pcapng
+from mgctl import linktypes
 
 PREFIX = "mgcap:"
 SIOCGIFHWADDR = 0x8927
@@ -78,7 +78,7 @@ def arphrd(ifname: str) -> int:
 def link_type(ifname: str) -> int | None:
     """LINKTYPE_* of the device's frames; None where mgcap's mapping refuses it."""
     try:
-        lt = pcapng.link_type_of(arphrd(ifname))
+        lt = linktypes.link_type_of(arphrd(ifname))
     except (ValueError, LookupError):  # a type that cannot be described
         return None
     return None if lt is None else int(lt)
@@ -86,7 +86,7 @@ def link_type(ifname: str) -> int | None:
 
 def link_type_name(lt: int) -> tuple[str, str]:
     """libpcap's DLT name and description of a link type."""
-    text = pcapng.link_type_name(lt)  # "EN10MB (Ethernet)", or the bare number
+    text = linktypes.link_type_name(lt)  # "EN10MB (Ethernet)", or the bare number
     name, _, rest = text.partition(" (")
     if not rest:
         return f"LINKTYPE_{lt}", f"link type {lt}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mgctl import api, cli, netns
+from mgctl import api, netns
 from tests.host.test_cli import run_main
 
 
@@ -57,7 +57,7 @@ def test_namespace_is_entered_before_connecting(
         raise api.MgcapError("mgcap module not loaded")
 
     monkeypatch.setattr(netns, "enter", lambda name: steps.append(f"enter {name}"))
-    monkeypatch.setattr(cli, "Mgcap", no_module)
+    monkeypatch.setattr(api, "Mgcap", no_module)
     code, _, err = run_main(["-n", "blue", "-s", "show", "lo"], capsys, monkeypatch)
     assert steps == ["enter blue", "connect"]
     assert (code, err) == (1, "Error: mgcap module not loaded.\n")

@@ -6,7 +6,7 @@ import sys
 
 PROBE = """
 import sys
-import mgctl.cli, mgctl.dump.cli
+import mgctl.cli, mgctl.dump.cli, mgctl.api  # the commands import the API when they run
 before = sorted(k for k in sys.modules if k.startswith("pyroute2"))
 assert "pyroute2.ndb" not in sys.modules and "pyroute2.iproute" not in sys.modules, before
 from pyroute2 import IPRoute, config

@@ -124,6 +124,9 @@ def test_ioctl_numbers_match(header: dict[str, object]) -> None:
     assert header["MGCAP_IOC_GET_INFO"] == uapi.IOC_GET_INFO
     assert header["MGCAP_IOC_GET_STATS"] == uapi.IOC_GET_STATS
     assert header["MGCAP_IOC_SET_IFID"] == uapi.IOC_SET_IFID
+    # the sizes in the numbers are written as numbers (uapi builds its construct
+    # layouts on first use only): they are the layouts' sizes
+    assert (uapi.Info.sizeof(), uapi.Stats.sizeof()) == (uapi.INFO_SIZE, uapi.STATS_SIZE)
 
 
 def test_appended_counter_keeps_the_older_offsets(header: dict[str, object]) -> None:
