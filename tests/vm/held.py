@@ -7,8 +7,6 @@ alloc_pages and show in MemFree (after dropping caches); a lost vunmap in
 mgcap_vmaps(); vmalloc'd pages in VmallocUsed; per-CPU allocations in Percpu;
 kmalloc'd objects (the capture's struct, a ring's) in Slab and SUnreclaim."""
 
-import itertools
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,13 +98,3 @@ def assert_nothing_held(before: Memory, after: Memory, cycles: int, bounds: Boun
         if (abs(held[k]) if k in ("VmallocUsed", "Percpu") else held[k]) >= b
     }
     assert not over, f"held after {cycles} cycles: {over}; all: {held}"
-
-
-def per_cycle_growth(samples: list[int], every: int) -> float:
-    """Bytes per cycle a field grew, from its readings (KiB) taken every `every`
-    cycles: the median of the intervals' growths. A loss per cycle grows every
-    interval alike; the noise (another cache's slab page allocated or freed now and
-    then) moves a few intervals only, and the median ignores them where a sum or a
-    least-squares slope would not."""
-    steps = [(b - a) * 1024 / every for a, b in itertools.pairwise(samples)]
-    return statistics.median(steps)
