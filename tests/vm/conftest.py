@@ -234,7 +234,7 @@ def traffic(cmd: str, ns: str | None = None, cpu: int | None = None) -> None:
         except BaseException as e:  # raised again in the test's thread
             failed.append(e)
 
-    sender = threading.Thread(target=send, name=f"traffic {cmd}")
+    sender = threading.Thread(target=send, name=f"traffic {cmd}", daemon=True)
     sender.start()
     sender.join(600)
     assert not sender.is_alive(), f"traffic {cmd!r} still sending after 600 s"
@@ -333,6 +333,27 @@ def eventually(pred: Callable[[], bool], timeout: float = 10.0, step: float = 0.
             return True
         time.sleep(step)
     return False
+
+
+# x86_64's numbers of the system calls a test waits in: the first field of
+# /proc/self/task/<tid>/syscall while the thread is inside one (glibc's poll() may
+# be either poll or ppoll)
+SYSCALL_NRS = {"read": 0, "poll": 7, "ppoll": 271}
+
+
+def asleep_in(tid: int, *calls: str, fd: int | None = None) -> bool:
+    """Thread tid of this process sleeps (state S) inside one of these system calls
+    (on file descriptor fd, their first argument, if given): the state to wait for
+    before the event that must wake it, instead of a fixed sleep."""
+    task = Path(f"/proc/self/task/{tid}")
+    try:
+        state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        nr, *args = (task / "syscall").read_text().split()
+    except (FileNotFoundError, IndexError, ValueError):
+        return False
+    if state != "S" or nr not in {str(SYSCALL_NRS[c]) for c in calls}:
+        return False
+    return fd is None or (bool(args) and args[0] == hex(fd))
 
 
 def mgctl(args: str, ns: str | None = None, pre: str = "") -> subprocess.CompletedProcess[str]:

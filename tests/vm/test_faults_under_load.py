@@ -54,7 +54,7 @@ class Flood:
         # a flood: both CPUs busy in pktgen (delay 0), the readers and the test get
         # what the scheduler gives them (each netlink request takes seconds)
         pktgen_setup(dev, threads=2, count=0, xmit_mode=mode)
-        self._starter = threading.Thread(target=pg_write, args=("pgctrl", "start"))
+        self._starter = threading.Thread(target=pg_write, args=("pgctrl", "start"), daemon=True)
         self._starter.start()
 
     def sent(self) -> int:

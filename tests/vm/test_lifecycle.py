@@ -6,7 +6,6 @@ import mmap
 import os
 import select
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from mgctl import uapi
 from mgctl.chardev import CaptureDevice, device_path
 from mgctl.record import iter_records
 from tests.vm.conftest import Module, Pktgen, eventually, sh
+from tests.vm.held import Bounds, assert_nothing_held, memory, mgcap_vmaps, moved
 
 
 def dmesg_tail(n: int = 5) -> str:
@@ -123,12 +123,19 @@ def test_device_deleted_while_reader_blocks(mgcap: Module, dummy: str) -> None:
         return records == 8 and bool(tids) and blocked_in_read(tids[0], dev.fd)
 
     # the ring still holds 8 records: the thread drains them, then sleeps in read()
-    t = threading.Thread(target=reader)
+    t = threading.Thread(target=reader, daemon=True)
     t.start()
-    assert eventually(drained_and_blocked, timeout=60), (got, tids and task_state(tids[0]))
-    sh(f"ip link del {dummy}")
-    t.join(10)
-    assert not t.is_alive(), "reader not woken by the device's removal"
+    try:
+        assert eventually(drained_and_blocked, timeout=60), (got, tids and task_state(tids[0]))
+        sh(f"ip link del {dummy}")
+        t.join(10)
+        assert not t.is_alive(), "reader not woken by the device's removal"
+    finally:
+        # a failed check must not leave the reader asleep in read(): the device's
+        # removal (done here if the test did not get to it) ends it with end of file
+        if t.is_alive():
+            sh(f"ip link del {dummy}", check=False)
+            t.join(10)
     assert got[-1] == b""
     assert sum(len(list(iter_records(c))) for c in got) == 8
     assert not Path(f"/dev/mgcap/{dummy}").exists()
@@ -182,38 +189,18 @@ def test_stopped_capture_file_still_readable_after_unload_attempt(mgcap: Module)
     mgcap.unload()
 
 
-def mem_free_kib() -> int:
-    """Free memory once the page cache and reclaimable slabs are dropped (less noise)."""
-    sh("sync")
-    Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    time.sleep(1)  # let deferred (RCU) frees run
-    return meminfo_kib(("MemFree",))["MemFree"]
-
-
-def meminfo_kib(fields: tuple[str, ...]) -> dict[str, int]:
-    """These /proc/meminfo fields, in KiB."""
-    out = {}
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in fields:
-            out[key] = int(value.split()[0])
-    assert set(out) == set(fields), out
-    return out
-
-
-def mgcap_vmaps() -> int:
-    """Live vmap areas of the double-mapped rings (not the vmalloc'd page arrays that
-    kvcalloc may also make there)."""
-    lines = Path("/proc/vmallocinfo").read_text().splitlines()
-    return sum(1 for ln in lines if "mgcap_ring_create" in ln and "vmap" in ln.split())
+CYCLES = 15
 
 
 def test_load_unload_cycles_under_traffic(mgcap: Module, dummy: str) -> None:
     """No leak: each cycle allocates 2 devices x 2 CPUs x 4 MiB of rings; after 15
-    cycles no ring mapping is left and the memory is back (a leak of the rings of every
-    cycle would hold 240 MiB, of one ring per cycle 60 MiB). Measured drift after
-    dropping caches: about 1 MiB per cycle (16 MiB over 15 on 6.12), not yet explained;
-    the bound leaves room for it. Small leaks need kmemleak, which Debian's kernels lack."""
+    cycles no ring mapping is left and each memory field is back within its noise
+    (held.py): MemFree after dropping caches within 40 MiB (a leak of the rings of
+    every cycle would hold 240 MiB, of one ring per cycle 60 MiB; measured drift about
+    1 MiB per cycle, 16 MiB over 15 on 6.12, not yet explained), Slab, SUnreclaim,
+    VmallocUsed and Percpu within held.Bounds (Slab's 192 KiB: 13 KiB per cycle, the
+    rings' structs of a cycle and more). Small leaks need kmemleak, which Debian's
+    kernels lack."""
 
     def cycle(i: int) -> None:
         mgcap.load(ifname=f"lo,{dummy}", mode="drop" if i % 2 else "mirror")
@@ -232,13 +219,13 @@ def test_load_unload_cycles_under_traffic(mgcap: Module, dummy: str) -> None:
 
     for i in range(3):  # warm up: pktgen, python, slab caches
         cycle(i)
-    before = mem_free_kib()
-    for i in range(15):
+    before = memory()
+    for i in range(CYCLES):
         cycle(i)
     assert not Path("/dev/mgcap").exists() or not os.listdir("/dev/mgcap")
-    delta = before - mem_free_kib()
-    print(f"memory held after 15 cycles: {delta} KiB")
-    assert delta < 40 << 10, f"{delta} KiB not given back"
+    after = memory()
+    print(f"KiB held after {CYCLES} cycles: {moved(before, after)}")
+    assert_nothing_held(before, after, CYCLES, Bounds(mem_free=40 << 10))
 
 
 def test_counters_are_monotonic(mgcap: Module, dummy: str) -> None:

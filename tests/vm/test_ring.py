@@ -8,13 +8,14 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from mgctl import uapi
 from mgctl.chardev import CaptureDevice, device_path
 from mgctl.record import iter_records
-from tests.vm.conftest import Module, Pktgen, read_records
+from tests.vm.conftest import Module, Pktgen, asleep_in, eventually, read_records
 
 
 def test_overflow_captured_plus_drops_equals_sent(mgcap: Module, dummy: str) -> None:
@@ -42,12 +43,14 @@ def test_flood_two_rings_with_bound_readers(mgcap: Module, dummy: str) -> None:
     read plus everything dropped equals everything sent."""
     mgcap.load(ifname=dummy, mode="drop", ring_size=256 << 10)
     got = [0, 0]
+    bound = [threading.Event(), threading.Event()]
     stop = threading.Event()
 
     def reader(cpu: int) -> None:
         with CaptureDevice(device_path(dummy)) as dev:
             dev.bind(cpu)
             assert dev.info().bound_ring == cpu
+            bound[cpu].set()
             while True:
                 if not dev.wait(0.2):
                     if stop.is_set():
@@ -56,15 +59,22 @@ def test_flood_two_rings_with_bound_readers(mgcap: Module, dummy: str) -> None:
                 data = dev.read(1 << 20)
                 got[cpu] += sum(1 for _ in iter_records(data))
 
-    threads = [threading.Thread(target=reader, args=(c,)) for c in (0, 1)]
+    threads = [threading.Thread(target=reader, args=(c,), daemon=True) for c in (0, 1)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
-    sent = Pktgen(dummy).run(count=20_000, threads=2)
-    time.sleep(0.5)
-    stop.set()
-    for t in threads:
-        t.join()
+    try:
+        # both rings bound before the flood: an unbound reader would read either ring
+        assert all(b.wait(60) for b in bound), "a reader did not bind its ring"
+        sent = Pktgen(dummy).run(count=20_000, threads=2)
+        # every captured record read: the readers' counts reach the ring's count
+        assert eventually(
+            lambda: got[0] + got[1] == mgcap.stats(dummy)["captured_packets"], timeout=60
+        ), (got, mgcap.stats(dummy))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
     s = mgcap.stats(dummy)
     assert sent == 40_000
     assert s["seen_packets"] == s["consumed_packets"] == sent
@@ -126,23 +136,46 @@ def test_poll_wakes_for_a_single_packet(mgcap: Module, dummy: str) -> None:
     mgcap.load(ifname=dummy)
     with CaptureDevice(device_path(dummy), nonblock=True) as dev:
         assert dev.wait(0.1) == 0
-        t = threading.Timer(0.3, lambda: Pktgen(dummy).run(count=1))
-        t.start()
-        start = time.monotonic()
-        ev = dev.wait(10)
-        t.join()
+        # the frame comes once this thread sleeps in poll(): only the wakeup wakes it
+        t = send_when_asleep(lambda: Pktgen(dummy).run(count=1), "poll", "ppoll")
+        try:
+            start = time.monotonic()
+            ev = dev.wait(10)
+        finally:
+            t.join(timeout=120)
+        assert not t.is_alive()
         assert ev & select.POLLIN
         assert time.monotonic() - start < 5
         assert len(dev.read(4096)) == uapi.record_len(96)
 
 
+def send_when_asleep(
+    send: Callable[[], object], *calls: str, fd: int | None = None
+) -> threading.Thread:
+    """A thread that runs send once the calling thread sleeps in one of calls (on fd):
+    the state the wakeup under test starts from, waited for, not slept for."""
+    tid = threading.get_native_id()
+
+    def run() -> None:
+        if eventually(lambda: asleep_in(tid, *calls, fd=fd), timeout=60):
+            send()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
 def test_blocking_read_wakes(mgcap: Module, dummy: str) -> None:
     mgcap.load(ifname=dummy)
     with CaptureDevice(device_path(dummy)) as dev:
-        t = threading.Timer(0.3, lambda: Pktgen(dummy).run(count=2))
-        t.start()
-        data = dev.read(1 << 16)
-        t.join()
+        t = send_when_asleep(lambda: Pktgen(dummy).run(count=2), "read", fd=dev.fd)
+        try:
+            data = dev.read(1 << 16)
+        finally:
+            t.join(timeout=120)
+        assert not t.is_alive()
+        # one record or both: read() returns what is there when the wakeup (the first
+        # record's timer, or the second's) lets it run, which the test cannot order
         assert len(data) in (uapi.record_len(96), 2 * uapi.record_len(96))
 
 
@@ -152,8 +185,11 @@ def test_mmap_reader(mgcap: Module, dummy: str) -> None:
     ring_size = 64 << 10
     mgcap.load(ifname=dummy, ring_size=ring_size, mode="drop", snaplen=100)
     with CaptureDevice(device_path(dummy), nonblock=True) as dev:
-        with pytest.raises(OSError):
-            dev.map_ring()  # not bound
+        # not bound: the kernel refuses the mapping (mmap(2) itself, not map_ring(),
+        # which refuses in user space before asking)
+        with pytest.raises(OSError) as e:
+            mmap.mmap(dev.fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
+        assert e.value.errno == errno.EINVAL
         dev.bind(0)
         ring = dev.map_ring()
         page = ring.producer_page()

@@ -33,7 +33,7 @@ class UdpSink:
         self.sock.settimeout(0.2)
         self.count = 0
         self.stop = False
-        self.thread = threading.Thread(target=self._run)
+        self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
@@ -55,8 +55,10 @@ class UdpSink:
 def _udp_run(mgcap: Module, veth: VethPair, mode: str, tmp_path: Path) -> tuple[int, int]:
     mgcap.load(ifname=veth.dev, mode=mode)
     sink = UdpSink(veth.addr, 9999)
-    traffic(f"udp --dst {veth.addr} --count {N} --size 32", ns=veth.ns)
-    delivered = sink.close()
+    try:
+        traffic(f"udp --dst {veth.addr} --count {N} --size 32", ns=veth.ns)
+    finally:
+        delivered = sink.close()
     raw = read_raw(veth.dev)
     pcap = write_pcapng(tmp_path / f"{mode}.pcapng", veth.dev, raw)
     stats = mgcap.stats(veth.dev)
@@ -137,12 +139,18 @@ def test_gso_nonlinear_skb_copied_exactly(mgcap: Module, veth: VethPair) -> None
         conn.sendall(b"k")
         conn.close()
 
-    t = threading.Thread(target=serve)
+    t = threading.Thread(target=serve, daemon=True)
     t.start()
     nbytes = 2 << 20
-    traffic(f"tcp --dst {veth.addr} --bytes {nbytes}", ns=veth.ns)
-    t.join()
-    srv.close()
+    try:
+        traffic(f"tcp --dst {veth.addr} --bytes {nbytes}", ns=veth.ns)
+        t.join(timeout=600)
+        assert not t.is_alive(), "the TCP receiver did not finish"
+    finally:
+        if t.is_alive():  # the sender failed: wake the receiver from accept()
+            srv.shutdown(socket.SHUT_RDWR)
+            t.join(timeout=60)
+        srv.close()
     assert len(got) == nbytes
 
     recs = read_records(veth.dev)
