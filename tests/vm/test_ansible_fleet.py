@@ -105,26 +105,31 @@ def fleet() -> Iterator[tuple[str, ...]]:
             sh(f"ip netns del {ns}", check=False)
 
     cleanup()
-    for k, ns in enumerate(HOSTS, 1):
-        peer, nsx = f"{ns}p", f"ip netns exec {ns}"
-        sh(f"ip netns add {ns}")
-        sh(f"ip link add {peer} type veth peer name cap0 netns {ns}")
-        sysctl(f"net.ipv6.conf.{peer}.disable_ipv6", "1")
-        sh(f"{nsx} sysctl -qw net.ipv6.conf.cap0.disable_ipv6=1")
-        sh(f"ip addr add 10.79.{k}.2/24 dev {peer} && ip link set {peer} up")
-        sh(f"{nsx} ip addr add 10.79.{k}.1/24 dev cap0 && {nsx} ip link set cap0 up")
-        mac_cap = sh(f"{nsx} cat /sys/class/net/cap0/address").stdout.strip()
-        mac_peer = Path(f"/sys/class/net/{peer}/address").read_text().strip()
-        sh(f"ip neigh replace 10.79.{k}.1 lladdr {mac_cap} dev {peer} nud permanent")
-        sh(f"{nsx} ip neigh replace 10.79.{k}.2 lladdr {mac_peer} dev cap0 nud permanent")
-        # -w: gone after 15 minutes whatever happens to this test
-        cmd = ["ping", "-q", "-n", "-i", "0.1", "-w", "900", f"10.79.{k}.1"]
-        pings.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    yield HOSTS
-    for p in pings:
-        p.terminate()
-        p.wait(timeout=30)
-    cleanup()
+    try:
+        for k, ns in enumerate(HOSTS, 1):
+            peer, nsx = f"{ns}p", f"ip netns exec {ns}"
+            sh(f"ip netns add {ns}")
+            sh(f"ip link add {peer} type veth peer name cap0 netns {ns}")
+            sysctl(f"net.ipv6.conf.{peer}.disable_ipv6", "1")
+            sh(f"{nsx} sysctl -qw net.ipv6.conf.cap0.disable_ipv6=1")
+            sh(f"ip addr add 10.79.{k}.2/24 dev {peer} && ip link set {peer} up")
+            sh(f"{nsx} ip addr add 10.79.{k}.1/24 dev cap0 && {nsx} ip link set cap0 up")
+            mac_cap = sh(f"{nsx} cat /sys/class/net/cap0/address").stdout.strip()
+            mac_peer = Path(f"/sys/class/net/{peer}/address").read_text().strip()
+            sh(f"ip neigh replace 10.79.{k}.1 lladdr {mac_cap} dev {peer} nud permanent")
+            sh(f"{nsx} ip neigh replace 10.79.{k}.2 lladdr {mac_peer} dev cap0 nud permanent")
+            # -w: gone after 15 minutes whatever happens to this test
+            cmd = ["ping", "-q", "-n", "-i", "0.1", "-w", "900", f"10.79.{k}.1"]
+            pings.append(
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        yield HOSTS
+    finally:
+        # also when the set-up failed half-way: no ping outlives the test
+        for p in pings:
+            p.kill()
+            p.wait(timeout=30)
+        cleanup()
 
 
 @pytest.mark.once(

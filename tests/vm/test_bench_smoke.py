@@ -3,6 +3,8 @@ and every peer tool once with a few thousand frames, the accounting exact on eve
 row that captures (captured + counted drops = sent), the table rendered."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -43,11 +45,19 @@ def assert_accounted(results: list[dict[str, Any]], offered: int) -> None:
 )
 def test_bench_smoke(mgcap: Module, tmp_path: Path) -> None:
     raw_path = tmp_path / "raw.json"
-    subprocess.run(
+    # its own process group: on a timeout or a failure here, the tools it started
+    # (tcpdump, mgdump, ...) are killed with it
+    bench = subprocess.Popen(
         [sys.executable, "-m", "tests.bench.guest", "--smoke", "--count", "3000",
          "--out", str(raw_path)],
-        check=True, timeout=600,
+        start_new_session=True,
     )  # fmt: skip
+    try:
+        assert bench.wait(timeout=600) == 0
+    finally:
+        if bench.poll() is None:
+            os.killpg(bench.pid, signal.SIGKILL)
+            bench.wait()
     raw = json.loads(raw_path.read_text())
     results = {r["name"]: r for r in raw["results"]}
     assert len(results) == len(raw["results"]) == len(smoke_rows())
