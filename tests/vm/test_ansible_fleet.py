@@ -68,9 +68,9 @@ def play(
     return recap, proc.stdout
 
 
-# the fleet play's tasks, each run: the role's four (look, start, dump, stop), the
-# fetch, the count on the controller, the assert
-TASKS = 7
+# the fleet play's tasks, each run: the role's five (its argument spec's validation,
+# look, start, dump, stop), the fetch, the count on the controller, the assert
+TASKS = 8
 
 
 def tasks(out: str) -> int:
@@ -160,10 +160,10 @@ def test_fleet_capture(mgcap: Module, fleet: tuple[str, ...], tmp_path: Path) ->
     }
     recap, out = play(tmp_path, FLEET, str(inventory), extra)
     assert tasks(out) == TASKS, out
-    # each host: the role's `test -e`, start, dump and stop, the fetch, the assert (the
-    # last five changed nothing but start, dump, stop and fetch); the count on the
-    # controller runs once, for the first host
-    assert recap == fleet_recap(fleet, ok=6, changed=4, skipped=0), out
+    # each host: the role's validation, `test -e`, start, dump and stop, the fetch, the
+    # assert (changed: start, dump, stop and fetch); the count on the controller runs
+    # once, for the first host
+    assert recap == fleet_recap(fleet, ok=7, changed=4, skipped=0), out
     for h in fleet:
         assert capinfos_count(tmp_path / "fetched" / f"{h}-capture.pcapng") == COUNT
         assert capinfos_count(tmp_path / "hosts" / f"{h}-capture.pcapng") == COUNT
@@ -176,8 +176,8 @@ def test_fleet_capture(mgcap: Module, fleet: tuple[str, ...], tmp_path: Path) ->
 
     recap, out = play(tmp_path, FLEET, str(inventory), extra)
     assert tasks(out) == TASKS, out
-    # no host visited: the block's five tasks skipped on each, the assert only
-    assert recap == fleet_recap(fleet, ok=1, changed=0, skipped=5), out
+    # no host visited: the block's six tasks skipped on each, the assert only
+    assert recap == fleet_recap(fleet, ok=1, changed=0, skipped=6), out
     for h in fleet:
         assert capinfos_count(tmp_path / "fetched" / f"{h}-capture.pcapng") == COUNT
 
@@ -276,10 +276,10 @@ def test_capture_module(mgcap: Module, veth: VethPair, tmp_path: Path) -> None:
     extra = {"ansible_python_interpreter": sys.executable}
     recap, out = play(tmp_path, playbook, "localhost,", extra, "-c", "local")
     # eight tasks: check mode, start, set and the first stop changed; the unknown device
-    # failed, ignored; the rest ok
+    # failed, ignored (ansible counts it ok too); the rest ok
     assert tasks(out) == 8, out
     assert recap == {
-        "localhost": {"ok": 7, "changed": 4, "unreachable": 0, "failed": 0, "skipped": 0,
+        "localhost": {"ok": 8, "changed": 4, "unreachable": 0, "failed": 0, "skipped": 0,
                       "rescued": 0, "ignored": 1}
     }, out  # fmt: skip
     # --diff's rendering of the before and after settings
