@@ -207,17 +207,19 @@ def loss_rows() -> list[Row]:
 
 
 def smoke_rows() -> list[Row]:
-    """A few seconds' worth: every kind of row once (the loss row with the quick reader:
-    mgdump's start-up costs many seconds under TCG). No filter row: each mgdump costs
-    minutes of the suite under TCG, and tests/vm/test_mgdump_filter.py covers mgdump
-    with a filter."""
+    """A few seconds' worth: every kind of row once, and every peer tool once (each
+    has its own way of counting its drops: tests/vm/test_bench_smoke.py checks that
+    they account for every frame). The loss row with the quick reader: mgdump's
+    start-up costs many seconds under TCG. No filter row: each mgdump costs minutes
+    of the suite under TCG, and tests/vm/test_mgdump_filter.py covers mgdump with a
+    filter."""
     return [
         Row("pktgen alone", "pktgen"),
         Row(NULL_CONSUME, "null", hook="consume"),
         *_mgcap_rows(128, 1)[1:],
         Row("mgcap drop + cat >/dev/null", "reader", make=_mgcap("drop", "cat-null"),
             baseline=NULL_CONSUME),
-        Row("tcpdump -B 65536 -w", "peer", make=Tcpdump, baseline=NULL_PASS),
+        *_peer_rows(128, xdpdump=True),
         Row("LOSS mgcap drop, 64 KiB ring, cat stopped", "loss",
             make=_mgcap("drop", "cat", ring=LOSS_RING), stop_reader=True),
     ]  # fmt: skip

@@ -8,6 +8,7 @@ ANSIBLE_COLLECTIONS_PATH (the repository), the managed hosts' Python the venv's
 more per host, so the plays are short, pipelined and forked (docs/testing.md has
 the timings)."""
 
+import json
 import os
 import re
 import subprocess
@@ -67,6 +68,29 @@ def play(
     return recap, proc.stdout
 
 
+# the fleet play's tasks, each run: the role's five (its argument spec's validation,
+# look, start, dump, stop), the fetch, the count on the controller, the assert
+TASKS = 8
+
+
+def tasks(out: str) -> int:
+    """How many tasks ansible-playbook's output announces (skipped ones too)."""
+    return len(re.findall(r"^TASK \[", out, re.MULTILINE))
+
+
+def fleet_recap(
+    hosts: tuple[str, ...], ok: int, changed: int, skipped: int
+) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP wanted: every host with these counts, nothing unreachable, failed,
+    rescued or ignored; the first host one more ok, the count run once on the
+    controller for all (run_once: ansible counts it for the first host)."""
+    zero = {"unreachable": 0, "failed": 0, "rescued": 0, "ignored": 0}
+    return {
+        h: {"ok": ok + (i == 0), "changed": changed, "skipped": skipped} | zero
+        for i, h in enumerate(hosts)
+    }
+
+
 @pytest.fixture
 def fleet() -> Iterator[tuple[str, ...]]:
     """Three namespaces mgf1..mgf3, each with a veth cap0 (10.79.K.1) whose peer mgfKp
@@ -81,26 +105,31 @@ def fleet() -> Iterator[tuple[str, ...]]:
             sh(f"ip netns del {ns}", check=False)
 
     cleanup()
-    for k, ns in enumerate(HOSTS, 1):
-        peer, nsx = f"{ns}p", f"ip netns exec {ns}"
-        sh(f"ip netns add {ns}")
-        sh(f"ip link add {peer} type veth peer name cap0 netns {ns}")
-        sysctl(f"net.ipv6.conf.{peer}.disable_ipv6", "1")
-        sh(f"{nsx} sysctl -qw net.ipv6.conf.cap0.disable_ipv6=1")
-        sh(f"ip addr add 10.79.{k}.2/24 dev {peer} && ip link set {peer} up")
-        sh(f"{nsx} ip addr add 10.79.{k}.1/24 dev cap0 && {nsx} ip link set cap0 up")
-        mac_cap = sh(f"{nsx} cat /sys/class/net/cap0/address").stdout.strip()
-        mac_peer = Path(f"/sys/class/net/{peer}/address").read_text().strip()
-        sh(f"ip neigh replace 10.79.{k}.1 lladdr {mac_cap} dev {peer} nud permanent")
-        sh(f"{nsx} ip neigh replace 10.79.{k}.2 lladdr {mac_peer} dev cap0 nud permanent")
-        # -w: gone after 15 minutes whatever happens to this test
-        cmd = ["ping", "-q", "-n", "-i", "0.1", "-w", "900", f"10.79.{k}.1"]
-        pings.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    yield HOSTS
-    for p in pings:
-        p.terminate()
-        p.wait(timeout=30)
-    cleanup()
+    try:
+        for k, ns in enumerate(HOSTS, 1):
+            peer, nsx = f"{ns}p", f"ip netns exec {ns}"
+            sh(f"ip netns add {ns}")
+            sh(f"ip link add {peer} type veth peer name cap0 netns {ns}")
+            sysctl(f"net.ipv6.conf.{peer}.disable_ipv6", "1")
+            sh(f"{nsx} sysctl -qw net.ipv6.conf.cap0.disable_ipv6=1")
+            sh(f"ip addr add 10.79.{k}.2/24 dev {peer} && ip link set {peer} up")
+            sh(f"{nsx} ip addr add 10.79.{k}.1/24 dev cap0 && {nsx} ip link set cap0 up")
+            mac_cap = sh(f"{nsx} cat /sys/class/net/cap0/address").stdout.strip()
+            mac_peer = Path(f"/sys/class/net/{peer}/address").read_text().strip()
+            sh(f"ip neigh replace 10.79.{k}.1 lladdr {mac_cap} dev {peer} nud permanent")
+            sh(f"{nsx} ip neigh replace 10.79.{k}.2 lladdr {mac_peer} dev cap0 nud permanent")
+            # -w: gone after 15 minutes whatever happens to this test
+            cmd = ["ping", "-q", "-n", "-i", "0.1", "-w", "900", f"10.79.{k}.1"]
+            pings.append(
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        yield HOSTS
+    finally:
+        # also when the set-up failed half-way: no ping outlives the test
+        for p in pings:
+            p.kill()
+            p.wait(timeout=30)
+        cleanup()
 
 
 @pytest.mark.once(
@@ -130,18 +159,26 @@ def test_fleet_capture(mgcap: Module, fleet: tuple[str, ...], tmp_path: Path) ->
         "fleet_mgdump": str(BIN / "mgdump"),
     }
     recap, out = play(tmp_path, FLEET, str(inventory), extra)
+    assert tasks(out) == TASKS, out
+    # each host: the role's validation, `test -e`, start, dump and stop, the fetch, the
+    # assert (changed: start, dump, stop and fetch); the count on the controller runs
+    # once, for the first host
+    assert recap == fleet_recap(fleet, ok=7, changed=4, skipped=0), out
     for h in fleet:
-        # start, dump, stop, fetch
-        assert recap[h]["changed"] == 4 and recap[h]["failed"] == 0, out
         assert capinfos_count(tmp_path / "fetched" / f"{h}-capture.pcapng") == COUNT
+        assert capinfos_count(tmp_path / "hosts" / f"{h}-capture.pcapng") == COUNT
         shown = run_mgctl("-j show dev cap0", ns=h)
         assert shown.returncode == 0, shown.stderr
-        assert '"capturing": false' in shown.stdout, shown.stdout
-    assert not list((tmp_path / "hosts").glob(".*.part"))
+        assert json.loads(shown.stdout)[0]["capturing"] is False, shown.stdout
+    assert sorted(p.name for p in (tmp_path / "hosts").iterdir()) == [
+        f"{h}-capture.pcapng" for h in fleet
+    ]
 
     recap, out = play(tmp_path, FLEET, str(inventory), extra)
+    assert tasks(out) == TASKS, out
+    # no host visited: the block's six tasks skipped on each, the assert only
+    assert recap == fleet_recap(fleet, ok=1, changed=0, skipped=6), out
     for h in fleet:
-        assert recap[h]["changed"] == 0 and recap[h]["failed"] == 0, out
         assert capinfos_count(tmp_path / "fetched" / f"{h}-capture.pcapng") == COUNT
 
 
@@ -238,7 +275,13 @@ def test_capture_module(mgcap: Module, veth: VethPair, tmp_path: Path) -> None:
     playbook.write_text(textwrap.dedent(SINGLE.format(mgctl=BIN / "mgctl")))
     extra = {"ansible_python_interpreter": sys.executable}
     recap, out = play(tmp_path, playbook, "localhost,", extra, "-c", "local")
-    assert recap["localhost"]["failed"] == 0 and recap["localhost"]["changed"] == 4, out
+    # eight tasks: check mode, start, set and the first stop changed; the unknown device
+    # failed, ignored (ansible counts it ok too); the rest ok
+    assert tasks(out) == 8, out
+    assert recap == {
+        "localhost": {"ok": 8, "changed": 4, "unreachable": 0, "failed": 0, "skipped": 0,
+                      "rescued": 0, "ignored": 1}
+    }, out  # fmt: skip
     # --diff's rendering of the before and after settings
     assert re.search(r'^-\s+"mode": "drop"', out, re.MULTILINE), out
     assert re.search(r'^\+\s+"mode": "mirror"', out, re.MULTILINE), out

@@ -11,7 +11,10 @@ package's postinst (DKMS's common.postinst) looks for prebuilt modules,
 /usr/share/mgcap-dkms/mgcap-<version>.dkms.tar.gz, and runs `dpkg -i`: the
 postinst loads it (`dkms ldtarball`) and runs `dkms install` and depmod for
 the guest's kernel (and the newest installed one) as it would after a build.
-The test fails if the postinst compiles anyway. The postinst also builds for
+The test fails if the postinst compiles anyway: its output must not say so, and
+the build-id of the module DKMS installed (`modinfo -n mgcap`, `readelf -n`) and
+of the loaded module (/sys/module/mgcap/notes) must be the build-id of the module
+built on the host, in the tarball. The postinst also builds for
 the newest installed kernel when that is not the running one (6.12 in the 6.1
 guest): the other kernels' headers are hidden for the test (in the guest's
 overlay of /lib), as on a host that has only the running kernel's headers.
@@ -28,7 +31,9 @@ and expect "module not loaded" without it, find no installed mgcap.
 import os
 import re
 import shutil
+import struct
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +56,7 @@ DKMS_KO = re.compile(
 # DKMS's record of the module's versions and builds (gone after a purge)
 DKMS_TREE = Path("/var/lib/dkms/mgcap")
 UNPACK = {".xz": "xz", ".zst": "zstd", ".gz": "gzip"}
+NT_GNU_BUILD_ID = 3
 
 
 def note(text: str) -> None:
@@ -71,21 +77,53 @@ def installed_path() -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def build_id(ko: str, scratch: Path) -> bytes:
-    """The GNU build-id note of a module file, as /sys/module/*/notes shows it."""
-    plain, note_file = scratch / "plain.ko", scratch / "build-id"
-    tool = UNPACK.get(Path(ko).suffix)
-    if tool:
-        with plain.open("wb") as f:
-            subprocess.run([tool, "-dc", ko], stdout=f, check=True, timeout=120)
-    else:
-        plain.write_bytes(Path(ko).read_bytes())
-    sh(f"objcopy -O binary --only-section=.note.gnu.build-id {plain} {note_file}")
-    return note_file.read_bytes()
+def plain_module(ko: Path, scratch: Path) -> Path:
+    """The module file itself, uncompressed into scratch if DKMS or depmod compressed it."""
+    tool = UNPACK.get(ko.suffix)
+    if not tool:
+        return ko
+    plain = scratch / ko.stem
+    with plain.open("wb") as f:
+        subprocess.run([tool, "-dc", str(ko)], stdout=f, check=True, timeout=120)
+    return plain
 
 
-def loaded_build_id() -> bytes:
-    return Path("/sys/module/mgcap/notes/.note.gnu.build-id").read_bytes()
+def build_id(ko: Path, scratch: Path) -> str:
+    """The GNU build-id of a module file, in hex, as `readelf -n` reads its
+    NT_GNU_BUILD_ID note."""
+    out = sh(f"readelf -n {plain_module(ko, scratch)}").stdout
+    ids: list[str] = re.findall(r"^\s*Build ID: ([0-9a-f]+)$", out, re.MULTILINE)
+    assert len(ids) == 1, f"{ko}: not one build-id note:\n{out}"
+    return ids[0]
+
+
+def note_build_id(note: bytes) -> str:
+    """The build-id in a raw ELF note section (/sys/module/*/notes/.note.gnu.build-id):
+    namesz, descsz, type, the name "GNU" padded to 4 bytes, then the id."""
+    namesz, descsz, kind = struct.unpack_from("=III", note)
+    name = note[12 : 12 + namesz]
+    assert (kind, name) == (NT_GNU_BUILD_ID, b"GNU\0"), note
+    start = 12 + (namesz + 3) // 4 * 4
+    return note[start : start + descsz].hex()
+
+
+def loaded_build_id() -> str:
+    return note_build_id(Path("/sys/module/mgcap/notes/.note.gnu.build-id").read_bytes())
+
+
+def tarball_build_id(tarball: Path, scratch: Path) -> str:
+    """The build-id of the module built on the host for this kernel, as the DKMS tarball
+    holds it (dkms mktarball: dkms_main_tree/KERNEL/ARCH/module/mgcap.ko*)."""
+    pattern = re.compile(rf"(\./)?dkms_main_tree/{re.escape(KVER)}/[^/]+/module/mgcap\.ko\S*")
+    with tarfile.open(tarball) as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and pattern.fullmatch(m.name)]
+        assert len(members) == 1, f"{tarball}: {[m.name for m in tar.getmembers()]}"
+        data = tar.extractfile(members[0])
+        assert data is not None
+        ko = scratch / "host" / Path(members[0].name).name
+        ko.parent.mkdir()
+        ko.write_bytes(data.read())
+    return build_id(ko, scratch)
 
 
 def remove_package() -> None:
@@ -175,16 +213,22 @@ def test_deb_dkms_modprobe_and_autoload(throwaway_install: Module, tmp_path: Pat
     assert ko is not None and DKMS_KO.fullmatch(ko), f"modinfo -n mgcap: {ko}"
     assert sh("modinfo -F version mgcap").stdout.strip() == VERSION
     assert "net-pf-16-proto-16-family-mgcap" in sh("modinfo -F alias mgcap").stdout.split()
-    dkms_id = build_id(ko, tmp_path)
-    assert dkms_id, f"{ko} has no build-id note"
+    # the guest did not compile: the module DKMS installed is, bit for bit as far as
+    # the linker's build-id tells, the one DKMS built on the host and put in the
+    # tarball (a compile in the guest, in another directory at another time, would
+    # give another id; the log check above catches the compile itself)
+    dkms_id = build_id(Path(ko), tmp_path)
+    host_id = tarball_build_id(tarball, tmp_path)
+    note(f"{KVER}: build-id of {ko}: {dkms_id}; of the host's build in the tarball: {host_id}")
+    assert dkms_id == host_id, f"{ko} is not the host's build: {dkms_id} != {host_id}"
 
-    # modprobe loads the module DKMS built: the loaded module's build-id is the
-    # installed file's (build/kernel/mgcap.ko, built from the same sources in
-    # another directory, normally has another: noted when it does not)
+    # modprobe loads the module DKMS installed: the loaded module's build-id is the
+    # installed file's, the host's build (build/kernel/mgcap.ko, built from the same
+    # sources in another directory, normally has another: noted when it does not)
     sh("modprobe mgcap")
     assert Path("/sys/module/mgcap/version").read_text().strip() == VERSION
-    assert loaded_build_id() == dkms_id
-    if build_id(str(KO), tmp_path) == dkms_id:
+    assert loaded_build_id() == dkms_id == host_id
+    if build_id(KO, tmp_path) == dkms_id:
         note(f"{KVER}: the DKMS build and build/kernel/mgcap.ko have the same build-id")
     sh("rmmod mgcap")
 
@@ -194,7 +238,7 @@ def test_deb_dkms_modprobe_and_autoload(throwaway_install: Module, tmp_path: Pat
     p = run_mgctl("start dev lo")
     assert p.returncode == 0, p.stderr
     assert Path("/sys/module/mgcap").exists(), "mgctl start did not load the module"
-    assert loaded_build_id() == dkms_id
+    assert loaded_build_id() == dkms_id == host_id
     assert Path("/sys/class/mgcap/lo").exists()
     p = run_mgctl("stop dev lo")
     assert p.returncode == 0, p.stderr

@@ -1,7 +1,8 @@
 """mgcap-extcap with the real tshark and the real module: tshark lists the mgcap
 interfaces and their options once `mgcap-extcap --install` put the extcap in the
-personal folder of a scratch HOME; `tshark -i mgcap:lo -c 20` captures exactly 20
-frames of a ping and the capture the extcap started is gone afterwards; a capture
+personal folder of a scratch HOME; `tshark -i mgcap:lo -c 20` captures exactly the 10
+echo requests and 10 replies of a ping and the capture the extcap started is gone
+afterwards; a capture
 filter given to tshark runs in the kernel; a capture started before with mgctl is
 left running as it was; Wireshark's way of stopping (SIGTERM) finishes the stream
 with its statistics block.
@@ -126,6 +127,42 @@ def udp_noise() -> Iterator[None]:
         sink.close()
 
 
+def tshark_while_pinging(
+    args: list[str], env: dict[str, str], pings: int
+) -> subprocess.CompletedProcess[str]:
+    """tshark with args in the background and, once the extcap it runs captures lo,
+    `ping -c pings`: an echo request and its reply on lo each, all of them after the
+    capture started. tshark's outcome; it is killed if the test fails before it ends."""
+    proc = subprocess.Popen(
+        ["tshark", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        started = eventually(
+            lambda: (SYSFS_LO / "statistics").exists() or proc.poll() is not None,
+            timeout=TSHARK_TIMEOUT,
+            step=0.2,
+        )
+        assert started and proc.poll() is None, "tshark ended (or hung) before capturing"
+        sh(f"ping -c {pings} -i 0.2 -W 1 127.0.0.1")
+        out, err = proc.communicate(timeout=TSHARK_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def echo_seqs(path: Path) -> tuple[list[int], list[int]]:
+    """The ICMP sequence numbers of the echo requests and of the echo replies in a file
+    (tshark's fields), each sorted; a frame that is neither fails."""
+    requests: list[int] = []
+    replies: list[int] = []
+    for icmp_type, seq in tshark_fields(path, "icmp.type", "icmp.seq"):
+        assert icmp_type in ("8", "0"), (icmp_type, seq)
+        (requests if icmp_type == "8" else replies).append(int(seq))
+    return sorted(requests), sorted(replies)
+
+
 def extcap_captures() -> list[int]:
     """Processes running `mgctl.extcap ... --capture`."""
     pids = []
@@ -192,21 +229,21 @@ def test_tshark_lists_mgcap_interfaces_and_options(
     assert calls == ["--mode", "--snaplen", "--ring-size", "--hwts"]
 
 
-def test_tshark_captures_exactly_20_frames_of_a_ping(
+def test_tshark_captures_exactly_the_10_echoes_of_a_ping(
     mgcap: Module, tshark_env: dict[str, str]
 ) -> None:
+    """`ping -c 10` once the capture runs: the file holds exactly its 10 echo requests
+    and their 10 replies (sequence numbers 1..10 each), nothing else."""
     mgcap.load()
     out = OUT / "ping20.pcapng"
     out.unlink(missing_ok=True)
-    with pinging():
-        proc = tshark(["-i", "mgcap:lo", "-c", "20", "-w", str(out)], tshark_env)
+    proc = tshark_while_pinging(["-i", "mgcap:lo", "-c", "20", "-w", str(out)], tshark_env, 10)
     assert proc.returncode == 0, proc.stderr
     assert "Error by extcap pipe" not in proc.stderr, proc.stderr
     assert capinfos_count(out) == 20
-    rows = tshark_fields(out, "icmp.type", "ip.src", "ip.dst")
-    assert len(rows) == 20
-    assert {r[0] for r in rows} <= {"0", "8"}
-    assert {(r[1], r[2]) for r in rows} == {("127.0.0.1", "127.0.0.1")}
+    assert echo_seqs(out) == (list(range(1, 11)), list(range(1, 11)))
+    rows = tshark_fields(out, "ip.src", "ip.dst")
+    assert rows == [["127.0.0.1", "127.0.0.1"]] * 20
     wait_capture_gone()
 
 
@@ -226,15 +263,17 @@ def test_tshark_capture_filter_runs_in_the_kernel(
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    with udp_noise(), pinging():
-        proc = tshark(["-i", "mgcap:lo", "-f", "icmp", "-c", "10", "-w", str(out)], tshark_env)
+    args = ["-i", "mgcap:lo", "-f", "icmp", "-c", "10", "-w", str(out)]
+    with udp_noise():
+        proc = tshark_while_pinging(args, tshark_env, 5)
     watcher.join(timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert installed == ["icmp"]
     assert capinfos_count(out) == 10
     rows = tshark_fields(out, "frame.protocols")
-    assert len(rows) == 10
-    assert all(r[0] == "eth:ethertype:ip:icmp:data" for r in rows), rows
+    assert rows == [["eth:ethertype:ip:icmp:data"]] * 10
+    # exactly the ping's 5 requests and 5 replies (the UDP noise kept out)
+    assert echo_seqs(out) == (list(range(1, 6)), list(range(1, 6)))
     wait_capture_gone()
 
 
@@ -313,6 +352,8 @@ def test_sigterm_finishes_the_stream_and_stops_the_capture(mgcap: Module, tmp_pa
     blocks = list(independent.FileScanner(io.BytesIO(data.getvalue())))
     packets = [b for b in blocks if isinstance(b, independent.blocks.EnhancedPacket)]
     assert len(packets) == 10
+    # the ping's 5 echo requests and 5 replies (ICMP type at 14 + 20: Ethernet, IPv4)
+    assert sorted(p.packet_data[34] for p in packets) == [0] * 5 + [8] * 5
     assert isinstance(blocks[-1], independent.blocks.InterfaceStatistics)
     assert int(blocks[-1].options["isb_usrdeliv"]) == 10
     assert int(blocks[-1].options["isb_ifrecv"]) == 10

@@ -1,6 +1,8 @@
 """Hardware timestamps end to end: hwtstamp-get/set against a driver (the test NIC mgts,
 tests/kmod/mgts, and qemu's e1000e when the VM has one), the stamps in the records and
 in tshark, the hw_stamped_packets counter, restore on stop / unload, and the errors.
+The stamps tested are mgts's only: qemu 7.2's e1000e takes the configuration but
+stamps no received frame, so no real driver's stamp is tested.
 
 mgts legacy=1 (and every driver on 6.1) has only ndo_eth_ioctl: the module never calls
 it, mgctl does SIOC[GS]HWTSTAMP itself (hwtstamp-user in the spec)."""
@@ -442,9 +444,13 @@ PROBE = 1000  # the numbers of the frames that probe for stamps (the test's are 
 def test_e1000e_takes_the_configuration_and_restore(mgcap: Module, e1000e: list[str]) -> None:
     """qemu's e1000e: a real driver (ndo_eth_ioctl on 6.1, ndo_hwtstamp_* on 6.12) takes
     the configuration, widens PTP filters, and gets its previous one back at stop.
-    Frames from the other NIC on the hub are captured exactly, and hw_stamped_packets
-    counts what the kernel's own packet socket reports as hardware-stamped (qemu 7.2's
-    e1000e, under TCG, stamps none: then both are 0); a stamp there is the record's."""
+    Frames from the other NIC on the hub are captured exactly, with software stamps.
+
+    No real driver's hardware stamp is tested here: qemu 7.2's e1000e stamps no
+    received frame (the kernel's own packet socket gets none, and hw_stamped_packets
+    stays 0). The stamps in the records are tested with the test NIC mgts
+    (tests/kmod/mgts) only. A qemu whose e1000e stamps fails this test: then check
+    its stamps against the records' and update the test."""
     dev, peer = e1000e
     mgcap.load()
     for d in e1000e:
@@ -480,10 +486,12 @@ def test_e1000e_takes_the_configuration_and_restore(mgcap: Module, e1000e: list[
     assert eventually(lambda: carrier(dev) and carrier(peer), timeout=60)
     n = 20
     with tap:
+        t0 = time.time_ns()
         send_frames(peer, n, dst=b"\xff" * 6)
         assert eventually(lambda: mgcap.stat(dev, "captured_packets") >= n, timeout=60), (
             mgcap.stats(dev)
         )
+        t1 = time.time_ns()
         tapped = receive_stamped(tap)
     recs = list(iter_records(read_raw(dev)))
     stats = mgcap.stats(dev)
@@ -491,12 +499,16 @@ def test_e1000e_takes_the_configuration_and_restore(mgcap: Module, e1000e: list[
     # each frame once (an unbound read goes ring by ring: the order is not the sender's)
     seqs = sorted(int.from_bytes(r.frame[14:18], "big") for r in recs)
     assert seqs == list(range(n))
+    # the records carry the kernel's clock: taken while the frames were sent
+    assert all(t0 <= r.timestamp_ns <= t1 for r in recs), (t0, t1, recs)
     # the packet socket saw the same frames, and its stamps work (software ones)
     assert sorted(int.from_bytes(f[14:18], "big") for f, _, _ in tapped) == seqs
     assert all(sw > 0 for _, sw, _ in tapped), tapped
+    # qemu 7.2's e1000e stamps nothing it receives: no hardware stamp on the packet
+    # socket, none counted by mgcap
     hw = [h for _, _, h in tapped if h]
-    assert stats["hw_stamped_packets"] == len(hw), (stats, hw)
-    assert set(hw) <= {r.timestamp_ns for r in recs}
+    assert hw == [], f"qemu's e1000e stamped received frames: {hw}"
+    assert stats["hw_stamped_packets"] == 0, stats
     assert run_mgctl(f"stop dev {dev}").returncode == 0
     assert hwts(dev) == before
 

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import select
 import signal
 import struct
 import subprocess
@@ -63,20 +64,47 @@ class DumpResult:
     stats: dict[str, Any]
 
 
-def run_mgdump(args: list[str], tmp: Path, during: Callable[[], None] | None = None) -> DumpResult:
-    """mgdump's main() in this process (signals need the main thread), `during` in a
-    thread once the capture runs."""
+DEADLINE = 300.0  # seconds any one mgdump run may take before it is interrupted
+
+
+def run_mgdump(
+    args: list[str], tmp: Path, during: Callable[[Callable[[], str]], None] | None = None
+) -> DumpResult:
+    """mgdump's main() in this process (signals need the main thread); `during` runs in
+    a daemon thread and gets mgdump's stderr so far (without -q: its "listening on"
+    line says the capture runs and its readers are bound). A failing `during`, or
+    DEADLINE passing, interrupts mgdump (SIGINT) so that no test hangs; the failure is
+    raised after."""
     from mgctl.dump import cli
 
     stats = tmp / "stats.json"
+    stats.unlink(missing_ok=True)
     err = io.StringIO()
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def interrupt() -> None:
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def helper() -> None:
+        assert during is not None
+        try:
+            during(err.getvalue)
+        except BaseException as e:  # raised again in the test's thread
+            failure.append(e)
+            interrupt()
+
     argv = sys.argv
-    sys.argv = ["mgdump", "-q", "--stats-json", str(stats), *args]
+    sys.argv = ["mgdump", "--stats-json", str(stats), *args]
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    helper = None
+    watchdog = threading.Timer(DEADLINE, interrupt)
+    watchdog.daemon = True
+    watchdog.start()
+    thread = None
     if during is not None:
-        helper = threading.Thread(target=during, daemon=True)
-        helper.start()
+        thread = threading.Thread(target=helper, daemon=True)
+        thread.start()
     code = 0
     try:
         with contextlib.redirect_stderr(err):
@@ -84,22 +112,52 @@ def run_mgdump(args: list[str], tmp: Path, during: Callable[[], None] | None = N
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
+        done.set()
+        watchdog.cancel()
         sys.argv = argv
         signal.signal(signal.SIGINT, handlers[0])
         signal.signal(signal.SIGTERM, handlers[1])
-    if helper is not None:
-        helper.join(timeout=600)
+    if thread is not None:
+        thread.join(timeout=DEADLINE)
+        assert not thread.is_alive(), "the helper thread outlived mgdump by DEADLINE"
+    if failure:
+        raise failure[0]
     data = json.loads(stats.read_text()) if stats.exists() else {}
     return DumpResult(code, err.getvalue(), data)
 
 
-def when_capturing(ifname: str, then: Callable[[], object]) -> Callable[[], None]:
-    def action() -> None:
-        assert eventually(lambda: Path(f"/dev/mgcap/{ifname}").exists(), timeout=60)
-        time.sleep(0.3)  # mgdump binds its readers right after the start
+def wait_listening(stderr: Callable[[], str], *ifnames: str) -> None:
+    """mgdump's start-up lines: the capture of each device runs and its readers are
+    bound (mgdump prints them once its set-up is done)."""
+    want = [f"listening on {i}," for i in ifnames]
+    assert eventually(lambda: all(w in stderr() for w in want), timeout=120), stderr()
+
+
+def when_capturing(ifname: str, then: Callable[[], object]) -> Callable[[Callable[[], str]], None]:
+    def action(stderr: Callable[[], str]) -> None:
+        wait_listening(stderr, ifname)
         then()
 
     return action
+
+
+def read_until(proc: "subprocess.Popen[bytes]", text: bytes, timeout: float = 120) -> bytes:
+    """What proc wrote to its stderr (a pipe) until text appeared in it, read at the
+    file descriptor (communicate() reads there too, after this); fails if proc ends
+    first or timeout passes."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    seen = b""
+    end = time.monotonic() + timeout
+    while text not in seen:
+        left = end - time.monotonic()
+        assert left > 0, f"no {text!r} within {timeout} s: {seen!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 4096)
+            assert chunk, f"stderr closed before {text!r}: {seen!r}"
+            seen += chunk
+    return seen
 
 
 ISB_KEYS = ("isb_ifrecv", "isb_ifdrop", "isb_osdrop", "isb_usrdeliv")
@@ -130,18 +188,19 @@ def flood_then_sigterm(args: list[str], dev: str, count: int) -> tuple[int, byte
     """mgdump with args in its own process, a pktgen flood of count 128-byte frames
     into dev once it captures (nobody reads its standard output meanwhile), then
     SIGTERM: (frames sent, its standard output, its standard error); it exited 0."""
-    proc = subprocess.Popen([MGDUMP, "-q", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([MGDUMP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert eventually(lambda: Path(f"/dev/mgcap/{dev}").exists(), timeout=120)
-        time.sleep(1)  # its ring readers bind right after the start
+        # its "listening on" line: the capture runs and its ring readers are bound
+        head = read_until(proc, f"listening on {dev},".encode())
         sent = Pktgen(dev).run(count=count, pkt_size=128)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     assert proc.returncode == 0, err
-    return sent, out, err.decode()
+    return sent, out, (head + err).decode()
 
 
 @pytest.fixture
@@ -197,9 +256,8 @@ def test_flood_sigterm_accounting_and_isb(tmp_path: Path, loaded: Module, dummy:
 def test_two_devices_one_file(tmp_path: Path, loaded: Module, veth: VethPair) -> None:
     out = tmp_path / "two.pcapng"
 
-    def both() -> None:
-        assert eventually(lambda: Path(f"/dev/mgcap/{veth.dev}").exists(), timeout=60)
-        time.sleep(0.3)
+    def both(stderr: Callable[[], str]) -> None:
+        wait_listening(stderr, "lo", veth.dev)
         sh("ping -c 3 -i 0.2 127.0.0.1")
         traffic(f"udp --dst {veth.addr} --count 50 --size 100", ns=veth.ns)
 
@@ -215,15 +273,19 @@ def test_two_devices_one_file(tmp_path: Path, loaded: Module, veth: VethPair) ->
 
 def test_stdout_into_tshark(loaded: Module, tmp_path: Path) -> None:
     pipe = subprocess.Popen(
-        f"exec {MGDUMP} -q -i lo -w - -c 4 | tshark -n -r - -T fields -e ip.dst",
-        shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        f"exec {MGDUMP} -i lo -w - -c 4 | tshark -n -r - -T fields -e ip.dst",
+        shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    assert eventually(lambda: Path("/dev/mgcap/lo").exists(), timeout=120)
-    time.sleep(1)
-    sh("ping -c 2 -i 0.2 127.0.0.1")
-    out, err = pipe.communicate(timeout=300)
-    assert pipe.returncode == 0, err
-    assert out.split() == ["127.0.0.1"] * 4
+    try:
+        head = read_until(pipe, b"listening on lo,")
+        sh("ping -c 2 -i 0.2 127.0.0.1")
+        out, err = pipe.communicate(timeout=300)
+    finally:
+        if pipe.poll() is None:
+            pipe.kill()
+            pipe.wait()
+    assert pipe.returncode == 0, head + err
+    assert out.decode().split() == ["127.0.0.1"] * 4
 
 
 def test_size_rotation_and_per_ring(tmp_path: Path, loaded: Module, dummy: str) -> None:

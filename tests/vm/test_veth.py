@@ -3,7 +3,6 @@ frames beyond the snaplen, GSO (nonlinear) skbs, VLAN tags put back."""
 
 import socket
 import threading
-import time
 from pathlib import Path
 
 from mgctl import uapi
@@ -12,6 +11,7 @@ from tests.vm.conftest import (
     Module,
     VethPair,
     capinfos_count,
+    eventually,
     read_raw,
     read_records,
     traffic,
@@ -44,12 +44,29 @@ class UdpSink:
             except TimeoutError:
                 continue
 
-    def close(self, linger: float = 1.0) -> int:
-        time.sleep(linger)
+    def close(self) -> int:
         self.stop = True
         self.thread.join()
         self.sock.close()
         return self.count
+
+
+def settled_delivery(
+    sink: UdpSink, mgcap: Module, dev: str, seen: int, want: int, timeout: float = 60
+) -> int:
+    """Closes sink once every frame sent has reached it or cannot any more, and returns
+    how many it received: mgcap has seen `seen` frames on dev in all (each one then
+    was either consumed or passed on to the stack) and sink has `want`. The stack
+    delivers after the sender returns (a backlog, then the socket's queue): a deadline,
+    not a fixed wait; a frame beyond `want` that comes after this is not counted."""
+    try:
+        eventually(
+            lambda: mgcap.stat(dev, "seen_packets") >= seen and sink.count >= want,
+            timeout=timeout,
+        )
+    finally:
+        count = sink.close()
+    return count
 
 
 def _udp_run(mgcap: Module, veth: VethPair, mode: str, tmp_path: Path) -> tuple[int, int]:
@@ -57,8 +74,11 @@ def _udp_run(mgcap: Module, veth: VethPair, mode: str, tmp_path: Path) -> tuple[
     sink = UdpSink(veth.addr, 9999)
     try:
         traffic(f"udp --dst {veth.addr} --count {N} --size 32", ns=veth.ns)
-    finally:
-        delivered = sink.close()
+    except BaseException:
+        sink.close()  # its thread ends with the test
+        raise
+    # mirror passes every frame on to the socket, drop none
+    delivered = settled_delivery(sink, mgcap, veth.dev, N, N if mode == "mirror" else 0)
     raw = read_raw(veth.dev)
     pcap = write_pcapng(tmp_path / f"{mode}.pcapng", veth.dev, raw)
     stats = mgcap.stats(veth.dev)
