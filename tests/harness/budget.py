@@ -1,7 +1,8 @@
 """How long each boot may take, from the run's budget.
 
-tests/run sets MGCAP_RUN_DEADLINE (seconds since the epoch) once, at its start, so that
-the whole run fits its 75 minutes (`vmrun --budget SECONDS` sets one for a run of its
+tests/run sets MGCAP_RUN_DEADLINE (seconds since the epoch) once, at its start (or
+.ci/run, from CI's start), 85 minutes on, so that a run with a hang still ends before
+CI's 90 minutes (`vmrun --budget SECONDS` sets one for a run of its
 own). Each boot then gets what is left of it less a reserve for every boot still to
 come, never more than the per-boot cap (`vmrun --timeout`): a boot that hangs ends
 in time for the others to boot and give their verdicts.
