@@ -52,12 +52,15 @@ class Boot:
         return {t: why for t, why in self.tests.items() if why is not None}
 
 
-def boots(full_debug: bool = False, env: dict[str, str] | None = None) -> list[Boot]:
+def boots(
+    debug: bool = False, full_debug: bool = False, env: dict[str, str] | None = None
+) -> list[Boot]:
     """The host tests, then the boots of the run: suite.py's lanes, lane by lane (the
-    lanes run side by side), and with full_debug the whole suite on the debug kernel."""
+    lanes run side by side), with debug the debug kernel's subset, and with full_debug
+    the whole suite on the debug kernel."""
     switches = suite.switches(env)
     out = [Boot("host", skips.HOST, ("tests/host",))]
-    planned = [b for lane in suite.LANES for b in lane]
+    planned = [b for lane in suite.lanes(debug) for b in lane]
     if full_debug:
         planned.append(suite.Boot(DEBUG, "0/1"))
     for b in planned:
@@ -143,20 +146,25 @@ def describe(boot: Boot, number: int, count: int, short: bool) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
+        "--debug",
+        action="store_true",
+        help="as `bash tests/run --debug`: the debug kernel's subset too",
+    )
+    ap.add_argument(
         "--full-debug",
         action="store_true",
         help="as `bash tests/run --full-debug`: the whole suite on the debug kernel too",
     )
     ap.add_argument("--short", action="store_true", help="counts and skips, not each test run")
     args = ap.parse_args()
-    planned = fill(boots(args.full_debug))
+    planned = fill(boots(args.debug, args.full_debug))
     vm = [b for b in planned if b.kind != skips.HOST]
     print(
         "The plan of `bash tests/run` (switches: "
         + ", ".join(f"{k}={v}" for k, v in suite.switches().items())
         + "). The VM boots run in two lanes side by side:"
     )
-    print("\n".join(f"   {line}" for line in suite.describe()))
+    print("\n".join(f"   {line}" for line in suite.describe(args.debug)))
     for number, boot in enumerate(planned):
         print("\n".join(describe(boot, number, len(vm), args.short)))
     debug = [b for b in vm if b.name == DEBUG]

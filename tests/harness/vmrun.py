@@ -480,8 +480,13 @@ def main() -> None:
     ap.add_argument(
         "--suite",
         action="store_true",
-        help="the whole composition of tests/run and CI (tests/harness/suite.py): 6.1 then "
-        "the debug kernel's subset in one lane, the debug kernel's build then 6.12 in the other",
+        help="the whole composition of tests/run and CI (tests/harness/suite.py): 6.1 and "
+        "6.12 side by side",
+    )
+    ap.add_argument(
+        "--debug",
+        action="store_true",
+        help="with --suite: the debug kernel's subset after 6.1, its build before 6.12",
     )
     ap.add_argument(
         "--cpu",
@@ -509,7 +514,7 @@ def main() -> None:
     if args.suite:
         lanes = [
             [Boot(kernels.resolve([b.kernel])[0], b.share, b.tests, b.env) for b in lane]
-            for lane in suite.LANES
+            for lane in suite.lanes(args.debug)
         ]
     else:
         chosen = kernels.resolve(args.kernel or ["all"])
@@ -530,7 +535,7 @@ def main() -> None:
         )  # fmt: skip
 
     def before(index: int) -> None:
-        if args.suite and index == suite.BUILD_LANE:
+        if args.suite and args.debug and index == suite.BUILD_LANE:
             print("== waiting for the debug kernel's build before this lane's boots", flush=True)
             debug_kernel.build()
 

@@ -110,7 +110,7 @@ def test_the_list_names_only_known_kinds(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def planned() -> list[plan.Boot]:
-    return plan.fill(plan.boots(env={}))
+    return plan.fill(plan.boots(debug=True, env={}))
 
 
 def test_the_plan_runs_every_vm_test_in_some_boot(planned: list[plan.Boot]) -> None:
