@@ -150,8 +150,19 @@ void mgcap_cpuhp_exit(void)
 	cpuhp_remove_multi_state(mgcap_cpuhp_state);
 }
 
-/* bumped on every start, stop and rename: dumps check their consistency */
-unsigned long mgcap_generation;
+/*
+ * Bumped on every start, stop and rename: a dump's parts compare it (cb->seq)
+ * and flag NLM_F_DUMP_INTR.  Never 0, which would turn the check off: it starts
+ * at 1 and skips 0 when it wraps.  Under RTNL.
+ */
+u32 mgcap_generation = 1;
+
+static void mgcap_generation_bump(void)
+{
+	ASSERT_RTNL();
+	if (!++mgcap_generation)
+		mgcap_generation = 1;
+}
 
 static u64 mgcap_rings_bytes(u32 ring_size)
 {
@@ -329,6 +340,31 @@ static void mgcap_capture_wake_all(struct mgcap_capture *cap)
 }
 
 /*
+ * The one teardown of a capture's producers, for stop and for a start that
+ * failed half-way: the rx_handler is gone (or was never registered).  The
+ * hotplug instance goes first, if it was added: no online callback runs after
+ * that (the removal holds the hotplug lock), so none arms a timer after they
+ * are cancelled.  Then every record is published: stopped, paired with the
+ * smp_load_acquire() in mgcap_read() and mgcap_poll(), and every reader woken
+ * to see it.  Under RTNL.
+ */
+static void mgcap_capture_quiesce(struct mgcap_capture *cap)
+{
+	unsigned int cpu;
+
+	ASSERT_RTNL();
+	if (!hlist_unhashed(&cap->cpuhp_node))
+		cpuhp_state_remove_instance_nocalls(mgcap_cpuhp_state,
+						    &cap->cpuhp_node);
+	for (cpu = 0; cpu < cap->nr_rings; cpu++)
+		if (cap->rings[cpu])
+			hrtimer_cancel(&cap->rings[cpu]->wakeup_timer);
+	/* every record before it published; pairs with mgcap_read()'s acquire */
+	smp_store_release(&cap->stopped, true);
+	mgcap_capture_wake_all(cap);
+}
+
+/*
  * Attach a capture from mgcap_capture_alloc() to dev.  On success the
  * capture list owns cap and cap owns flt (may be NULL); on failure the
  * caller still owns both.
@@ -363,7 +399,7 @@ int mgcap_capture_start(struct net_device *dev, struct mgcap_capture *cap,
 					       &cap->cpuhp_node);
 	if (err) {
 		NL_SET_ERR_MSG_MOD(extack, "cannot follow CPU hotplug");
-		goto err_chardev;
+		goto err_quiesce;
 	}
 
 	/* published with cap by the rx_handler registration */
@@ -372,13 +408,13 @@ int mgcap_capture_start(struct net_device *dev, struct mgcap_capture *cap,
 	if (err) {
 		RCU_INIT_POINTER(cap->filter, NULL);
 		NL_SET_ERR_MSG_MOD(extack, "cannot attach the rx_handler");
-		goto err_cpuhp;
+		goto err_quiesce;
 	}
 	netdev_hold(dev, &cap->dev_tracker, GFP_KERNEL);
 	cap->dev = dev;
 	list_add_tail(&cap->list, &mgcap_captures);
 	mgcap_owner_add(cap);
-	mgcap_generation++;
+	mgcap_generation_bump();
 	netdev_info(dev, "mgcap: capturing, mode %s, snaplen %u, ring %u bytes x %u CPUs%s\n",
 		    cap->mode == MGCAP_MODE_DROP ? "drop" : "mirror",
 		    cap->snaplen, cap->ring_size, num_possible_cpus(),
@@ -386,13 +422,10 @@ int mgcap_capture_start(struct net_device *dev, struct mgcap_capture *cap,
 	mgcap_nl_notify(cap, MGCAP_CMD_DEV_START_NTF);
 	return 0;
 
-err_cpuhp:
-	cpuhp_state_remove_instance_nocalls(mgcap_cpuhp_state, &cap->cpuhp_node);
-err_chardev:
-	mgcap_chardev_del(cap);
+err_quiesce:
 	/* a file opened meanwhile reads nothing and gets EOF, not a wait */
-	smp_store_release(&cap->stopped, true);
-	mgcap_capture_wake_all(cap);
+	mgcap_capture_quiesce(cap);
+	mgcap_chardev_del(cap);
 	return err;
 }
 
@@ -412,16 +445,18 @@ void mgcap_capture_rename(struct mgcap_capture *cap)
 	if (mgcap_chardev_node_add(cap))
 		netdev_warn(cap->dev,
 			    "mgcap: no device node after the rename; the capture goes on\n");
-	mgcap_generation++;
+	mgcap_generation_bump();
 	mgcap_nl_notify(cap, MGCAP_CMD_DEV_CHANGE_NTF);
 }
 
 /*
  * Change mode and/or snaplen (0: leave as is) and the filter (flt: a new
  * one, clear_filter: none; the capture owns flt on success) while capturing.
- * The hook reads each once per frame, so every frame is handled entirely in
- * the old or entirely in the new setting: none is lost or captured twice.
- * Everything is checked before anything changes.
+ * The hook reads each setting once per frame, so a frame sees each one
+ * whole, old or new, and no frame is lost or captured twice by the change.
+ * The settings are not swapped together: a frame received during a change of
+ * several may see the new filter with the old snaplen or mode (they change
+ * in that order).  Everything is checked before anything changes.
  */
 int mgcap_capture_set(struct mgcap_capture *cap, u32 mode, u32 snaplen,
 		      struct mgcap_filter *flt, bool clear_filter,
@@ -462,26 +497,15 @@ int mgcap_capture_set(struct mgcap_capture *cap, u32 mode, u32 snaplen,
 void mgcap_capture_stop(struct mgcap_capture *cap)
 {
 	struct net_device *dev = cap->dev;
-	unsigned int cpu;
 
 	ASSERT_RTNL();
 	/* waits for every running rx_handler (synchronize_net) */
 	netdev_rx_handler_unregister(dev);
-	/* no hotplug callback runs after this: it holds the hotplug lock */
-	cpuhp_state_remove_instance_nocalls(mgcap_cpuhp_state, &cap->cpuhp_node);
-	for (cpu = 0; cpu < cap->nr_rings; cpu++)
-		if (cap->rings[cpu])
-			hrtimer_cancel(&cap->rings[cpu]->wakeup_timer);
-
-	/* no producer runs any more and every record is published; pairs
-	 * with smp_load_acquire() in mgcap_read() and mgcap_poll()
-	 */
-	smp_store_release(&cap->stopped, true);
-	mgcap_capture_wake_all(cap);
+	mgcap_capture_quiesce(cap);
 
 	list_del(&cap->list);
 	mgcap_owner_del(cap);
-	mgcap_generation++;
+	mgcap_generation_bump();
 	mgcap_chardev_del(cap);
 	/* the timestamp configuration the device had before mgcap changed it */
 	mgcap_hwtstamp_restore(dev);

@@ -2,10 +2,14 @@
 /*
  * mgcap: the character devices /dev/mgcap/<ifname>.
  *
- * Minor numbers map to captures through an IDR, handed out cyclically so
- * that a stale node (a bind mount of an old /dev/mgcap/<name>, a mknod) does
- * not open the next capture that happens to get its minor: it gets ENODEV
- * until the 65,536 minors have gone round.  open() takes a reference on the
+ * Minor numbers map to captures through an IDR, handed out cyclically, so
+ * a minor comes back only after all the others (module parameter minors,
+ * 65,536 by default) have been used.  A stale node, one devtmpfs removed at
+ * the capture's stop but kept alive (a bind mount of an old
+ * /dev/mgcap/<name>, an O_PATH descriptor), opens nothing, however often the
+ * minors have gone round: open() refuses an inode with no link left, since
+ * once the old cdev is gone such an inode would be bound afresh to whatever
+ * capture holds its minor now, in any netns.  open() takes a reference on the
  * capture, so a file outlives the capture's stop and the device's removal:
  * it reads what is left, then gets EOF.  The cdev is allocated on
  * its own (cdev_alloc) because open files keep it alive after cdev_del(),
@@ -23,6 +27,11 @@
 #include "mgcap.h"
 
 #define MGCAP_MINORS	BIT(16)
+
+static unsigned int mgcap_minors_nr = MGCAP_MINORS;
+module_param_named(minors, mgcap_minors_nr, uint, 0444);
+MODULE_PARM_DESC(minors,
+		 "Device minors: the most captures at once, and the starts before a minor is used again (1 to 65536, default 65536)");
 
 /*
  * poll() and epoll wait on the file's own queue, poll_wq; a relay entry on
@@ -100,6 +109,39 @@ static bool mgcap_file_readable(struct mgcap_file *mf)
 	return false;
 }
 
+/* a record's block length, with @left bytes of records from it on */
+static bool mgcap_record_len_ok(u32 len, u64 left)
+{
+	return len >= MGCAP_RECORD_LEN(0) && len <= left && !(len & 3);
+}
+
+/*
+ * The bytes from @cons to the producer position are whole records, one after
+ * the other.  A mmap reader may have written any consumer position: beyond
+ * the ring, or inside it but not at a record.  Walks every record (at unbind
+ * only); the producer writes none of these bytes.  Under the consumer lock.
+ */
+static bool mgcap_ring_chain_ok(struct mgcap_ring *ring, u64 cons, u64 used)
+{
+	unsigned int steps = 0;
+	u64 n = 0;
+
+	if (used > ring->mask + 1)
+		return false;
+	while (n < used) {
+		const struct mgcap_epb *epb =
+			(const void *)(ring->data + ((cons + n) & ring->mask));
+		u32 len = READ_ONCE(epb->block_len);
+
+		if (!mgcap_record_len_ok(len, used - n))
+			return false;
+		n += len;
+		if (!(++steps % 4096))
+			cond_resched();
+	}
+	return true;
+}
+
 /*
  * Copy whole records of one ring, at most @count bytes.  Returns the bytes
  * copied, -EMSGSIZE if the next record alone is larger than @count, or
@@ -128,7 +170,7 @@ static ssize_t mgcap_read_ring(struct mgcap_ring *ring, struct file *file,
 			(const void *)(ring->data + ((cons + n) & ring->mask));
 		u32 len = READ_ONCE(epb->block_len);
 
-		if (len < MGCAP_RECORD_LEN(0) || len > used - n || len & 3) {
+		if (!mgcap_record_len_ok(len, used - n)) {
 			ret = -EIO;
 			goto out;
 		}
@@ -286,12 +328,13 @@ static __poll_t mgcap_poll(struct file *file, poll_table *wait)
 static void mgcap_unbind(struct mgcap_ring *ring)
 {
 	char name[IFNAMSIZ];
-	u64 cons, prod;
+	u64 cons, prod, used;
 
 	mutex_lock(&ring->consumer_lock);
-	if (mgcap_ring_used(ring, &cons) > ring->mask + 1) {
+	used = mgcap_ring_used(ring, &cons);
+	if (!mgcap_ring_chain_ok(ring, cons, used)) {
 		mgcap_capture_names(ring->cap, name, NULL);
-		pr_warn_ratelimited("mgcap: %s: ring %u: the reader left consumer_pos %llu, impossible; ring emptied\n",
+		pr_warn_ratelimited("mgcap: %s: ring %u: the reader left consumer_pos %llu, not at a record; ring emptied\n",
 				    name, ring->cpu, cons);
 		/* the records up to prod are written */
 		prod = smp_load_acquire(&ring->prod->producer_pos);
@@ -482,6 +525,11 @@ static int mgcap_open(struct inode *inode, struct file *file)
 	if (!mf)
 		return -ENOMEM;
 
+	/* devtmpfs unlinked it when its capture stopped: a stale node */
+	if (!inode->i_nlink) {
+		kfree(mf);
+		return -ENODEV;
+	}
 	mutex_lock(&mgcap_minors_lock);
 	cap = idr_find(&mgcap_minors, iminor(inode));
 	/* the capture that holds the minor now, through the cdev it opened */
@@ -561,7 +609,7 @@ int mgcap_chardev_add(struct mgcap_capture *cap)
 	int minor, err;
 
 	mutex_lock(&mgcap_minors_lock);
-	minor = idr_alloc_cyclic(&mgcap_minors, cap, 0, MGCAP_MINORS,
+	minor = idr_alloc_cyclic(&mgcap_minors, cap, 0, mgcap_minors_nr,
 				 GFP_KERNEL);
 	mutex_unlock(&mgcap_minors_lock);
 	if (minor < 0)
@@ -612,18 +660,22 @@ int mgcap_chardev_init(void)
 {
 	int err;
 
-	err = alloc_chrdev_region(&mgcap_devt, 0, MGCAP_MINORS, "mgcap");
+	if (!mgcap_minors_nr || mgcap_minors_nr > MGCAP_MINORS) {
+		pr_err("mgcap: minors must be 1 to %lu\n", MGCAP_MINORS);
+		return -EINVAL;
+	}
+	err = alloc_chrdev_region(&mgcap_devt, 0, mgcap_minors_nr, "mgcap");
 	if (err)
 		return err;
 	err = class_register(&mgcap_class);
 	if (err)
-		unregister_chrdev_region(mgcap_devt, MGCAP_MINORS);
+		unregister_chrdev_region(mgcap_devt, mgcap_minors_nr);
 	return err;
 }
 
 void mgcap_chardev_exit(void)
 {
 	class_unregister(&mgcap_class);
-	unregister_chrdev_region(mgcap_devt, MGCAP_MINORS);
+	unregister_chrdev_region(mgcap_devt, mgcap_minors_nr);
 	idr_destroy(&mgcap_minors);
 }

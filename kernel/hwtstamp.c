@@ -18,7 +18,10 @@
  * configuration the device had before.  When capture on the device stops it
  * is put back, by mgcap for a converted driver and by the process that
  * stopped the capture for a legacy one (the dev-stop reply and dev-stop-ntf
- * carry it), then forgotten; the next hwtstamp-set saves again.  At module
+ * carry it), then forgotten; the next hwtstamp-set saves again.  When mgcap
+ * stops a capture on its own (the socket that owned it closed: mgdump was
+ * killed) no process receives a reply: for a legacy device mgcap logs the
+ * command that puts the saved configuration back, then forgets it.  At module
  * unload mgcap puts back what it can and logs, for each legacy device, the
  * command that puts the saved configuration back.  A device that goes away
  * (NETDEV_UNREGISTER, also when it moves to another netns) is forgotten
@@ -234,6 +237,8 @@ int mgcap_hwtstamp_record(struct net_device *dev,
 		s->cfg = *before;
 		list_add_tail(&s->list, &mgcap_hwts_saved_list);
 	}
+	/* changed again after a stop whose restore is still pending */
+	s->stopped = false;
 	s->applied = *applied;
 	return 0;
 }
@@ -305,6 +310,32 @@ void mgcap_hwtstamp_restore(struct net_device *dev)
 		mgcap_hwts_put_back(s);
 }
 
+static void mgcap_hwts_log_restore(struct mgcap_hwts_saved *s, const char *why)
+{
+	netdev_warn(s->dev,
+		    "mgcap: %s: timestamp configuration not restored (ioctl-only driver); to restore it run: hwstamp_ctl -i %s -r %d -t %d\n",
+		    why, s->dev->name, s->cfg.rx_filter, s->cfg.tx_type);
+}
+
+/*
+ * mgcap stopped the capture on dev on its own (its owner socket closed): no
+ * stop reply goes to a process that would put a legacy device's saved
+ * configuration back, so log the command that does and forget it; the next
+ * hwtstamp-set saves afresh.  Under RTNL, after mgcap_capture_stop().
+ */
+void mgcap_hwtstamp_orphaned(struct net_device *dev)
+{
+	struct mgcap_hwts_saved *s;
+
+	ASSERT_RTNL();
+	s = mgcap_hwts_saved_of(dev);
+	if (!s || !s->stopped)
+		return;
+	mgcap_hwts_log_restore(s, "capture stopped with its owner");
+	list_del(&s->list);
+	kfree(s);
+}
+
 /*
  * Module unload: every saved configuration back that mgcap can put back; a
  * legacy device's can only be put back from user space, so say how.  Under
@@ -320,9 +351,7 @@ void mgcap_hwtstamp_restore_all(void)
 			mgcap_hwts_put_back(s);
 			continue;
 		}
-		netdev_warn(s->dev,
-			    "mgcap: timestamp configuration not restored (ioctl-only driver); to restore it run: hwstamp_ctl -i %s -r %d -t %d\n",
-			    s->dev->name, s->cfg.rx_filter, s->cfg.tx_type);
+		mgcap_hwts_log_restore(s, "unloading");
 		list_del(&s->list);
 		kfree(s);
 	}

@@ -129,7 +129,7 @@ rx_handler_result_t mgcap_rx_handler(struct sk_buff **pskb);
 
 /* capture.c */
 extern struct list_head mgcap_captures;
-extern unsigned long mgcap_generation;
+extern u32 mgcap_generation;
 int mgcap_validate_ring_size(u32 ring_size, u32 snaplen,
 			     struct netlink_ext_ack *extack);
 int mgcap_capture_check(struct net_device *dev, u32 ring_size, bool limited,
@@ -181,6 +181,7 @@ int mgcap_hwtstamp_record(struct net_device *dev,
 int mgcap_hwtstamp_report(struct net_device *dev, struct hwtstamp_config *cfg);
 bool mgcap_hwtstamp_pending(struct net_device *dev, struct hwtstamp_config *cfg);
 void mgcap_hwtstamp_restore(struct net_device *dev);
+void mgcap_hwtstamp_orphaned(struct net_device *dev);
 void mgcap_hwtstamp_restore_all(void);
 void mgcap_hwtstamp_forget(struct net_device *dev);
 

@@ -1,6 +1,7 @@
 """The character device's edges: a renamed device's node and sysfs directory, stale
-nodes, epoll across a rebind, a mapping that leaves an impossible consumer position,
-private and removed mappings, and whose right SET_IFID checks."""
+nodes (also once the minors wrap), epoll across a rebind, a mapping that leaves an
+impossible consumer position, private and removed mappings, and whose right SET_IFID
+checks."""
 
 import errno
 import mmap
@@ -80,6 +81,52 @@ def test_a_stale_node_opens_no_other_capture(mgcap: Module, dummy: str, tmp_path
     assert eventually(lambda: not gone.exists() or not any(gone.rglob("mgs0")))
 
 
+def test_a_stale_node_opens_nothing_after_the_minors_wrap(
+    mgcap: Module, dummy: str, tmp_path: Path
+) -> None:
+    """Four minors (module parameter minors=4): a node bind-mounted before its capture
+    stopped names minor 0 again after four more starts, the fifth capture's (in another
+    netns). Opening the old node gets ENODEV, not that capture: devtmpfs unlinked it."""
+    mgcap.load(minors=4)
+    stale = tmp_path / "stale"
+    stale.touch()
+    ns = "mgW"
+    sh(f"ip netns add {ns}")
+    sh(f"ip netns exec {ns} ip link add mgw0 type dummy")
+    try:
+        with Mgcap() as m:
+            m.start(dummy, ring_size=64 << 10)
+        old_rdev = os.stat(device_path(dummy)).st_rdev
+        sh(f"mount --bind {device_path(dummy)} {stale}")
+        with Mgcap() as m:
+            m.stop(dummy)
+        with in_netns(ns), Mgcap() as m:
+            for _ in range(3):  # minors 1, 2 and 3
+                m.start("mgw0", ring_size=64 << 10)
+                m.stop("mgw0")
+            state = m.start("mgw0", ring_size=64 << 10).state
+        assert state.chardev
+        assert os.stat(state.chardev).st_rdev == old_rdev, "the minor did not wrap"
+        with pytest.raises(OSError) as e:
+            os.open(stale, os.O_RDONLY)
+        assert e.value.errno == errno.ENODEV
+        # the capture's own node opens
+        os.close(os.open(state.chardev, os.O_RDONLY))
+        with in_netns(ns), Mgcap() as m:
+            m.stop("mgw0")
+    finally:
+        sh(f"umount {stale}", check=False)
+        sh(f"ip netns del {ns}")
+
+
+def test_minors_out_of_range_refused(mgcap: Module) -> None:
+    """minors=0 and minors=65537 fail the load with a line saying the range."""
+    for bad in (0, 65537):
+        sh("dmesg -C")
+        assert mgcap.try_load(minors=bad).returncode != 0
+        assert "mgcap: minors must be 1 to 65536" in sh("dmesg").stdout
+
+
 def test_epoll_follows_a_rebind(mgcap: Module, dummy: str) -> None:
     """An epoll registration made while bound to ring 1 wakes for ring 0 after the file
     is bound to ring 0."""
@@ -101,15 +148,19 @@ def test_epoll_follows_a_rebind(mgcap: Module, dummy: str) -> None:
             ep.close()
 
 
-def test_an_impossible_consumer_pos_dies_with_its_mapping(mgcap: Module, dummy: str) -> None:
-    """A mmap reader that writes a consumer position more than a ring away gets EIO; once
-    its file is gone the ring is emptied, and the next readers and the producer go on."""
+@pytest.mark.parametrize("where", ["beyond", "inside"])
+def test_an_impossible_consumer_pos_dies_with_its_mapping(
+    mgcap: Module, dummy: str, where: str
+) -> None:
+    """A mmap reader that writes a consumer position more than a ring away, or inside
+    the records but not at one (4 bytes into the first), gets EIO; once its file is
+    gone the ring is emptied, and the next readers and the producer go on."""
     mgcap.load(ifname=dummy, ring_size=64 << 10)
     with CaptureDevice(device_path(dummy), nonblock=True) as bad:
         bad.bind(0)
         ring = bad.map_ring()
         Pktgen(dummy).run(count=3)
-        ring.release(10 * ring.ring_size)
+        ring.release(10 * ring.ring_size if where == "beyond" else 4)
         with pytest.raises(OSError) as e:
             bad.read(1 << 16)
         assert e.value.errno == errno.EIO
