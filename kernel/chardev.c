@@ -243,36 +243,6 @@ static ssize_t mgcap_read_once(struct mgcap_file *mf, struct file *file,
 	return n == -EMSGSIZE ? -EINVAL : n;
 }
 
-static ssize_t mgcap_read(struct file *file, char __user *buf, size_t count,
-			  loff_t *ppos)
-{
-	struct mgcap_file *mf = file->private_data;
-	struct mgcap_capture *cap = mf->cap;
-	wait_queue_head_t *wq;
-	ssize_t n;
-	int err;
-
-	if (!count)
-		return 0;
-	for (;;) {
-		n = mgcap_read_once(mf, file, buf, count);
-		if (n)
-			return n;
-		/* pairs with the release in mgcap_capture_stop(): once stopped is
-		 * seen, every record is published and one more pass gets them all
-		 */
-		if (smp_load_acquire(&cap->stopped))
-			return mgcap_read_once(mf, file, buf, count);
-		if (file->f_flags & O_NONBLOCK)
-			return -EAGAIN;
-		wq = mgcap_file_wq(mf);
-		err = wait_event_interruptible(*wq, mgcap_file_readable(mf) ||
-					       READ_ONCE(cap->stopped));
-		if (err)
-			return err;
-	}
-}
-
 static int mgcap_relay_wake(struct wait_queue_entry *wait, unsigned int mode,
 			    int sync, void *key)
 {
@@ -295,6 +265,41 @@ static void mgcap_relay_move(struct mgcap_file *mf, bool install)
 		remove_wait_queue(mf->relay_on, &mf->relay);
 	add_wait_queue(to, &mf->relay);
 	mf->relay_on = to;
+}
+
+static ssize_t mgcap_read(struct file *file, char __user *buf, size_t count,
+			  loff_t *ppos)
+{
+	struct mgcap_file *mf = file->private_data;
+	struct mgcap_capture *cap = mf->cap;
+	ssize_t n;
+	int err;
+
+	if (!count)
+		return 0;
+	for (;;) {
+		n = mgcap_read_once(mf, file, buf, count);
+		if (n)
+			return n;
+		/* pairs with the release in mgcap_capture_stop(): once stopped is
+		 * seen, every record is published and one more pass gets them all
+		 */
+		if (smp_load_acquire(&cap->stopped))
+			return mgcap_read_once(mf, file, buf, count);
+		if (file->f_flags & O_NONBLOCK)
+			return -EAGAIN;
+		/* the file's own queue, as poll() does: the relay follows a
+		 * rebind by another thread, and the rebind wakes it
+		 */
+		mutex_lock(&mf->lock);
+		mgcap_relay_move(mf, true);
+		mutex_unlock(&mf->lock);
+		err = wait_event_interruptible(mf->poll_wq,
+					       mgcap_file_readable(mf) ||
+					       READ_ONCE(cap->stopped));
+		if (err)
+			return err;
+	}
 }
 
 static __poll_t mgcap_poll(struct file *file, poll_table *wait)

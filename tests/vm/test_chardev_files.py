@@ -8,6 +8,7 @@ import mmap
 import os
 import select
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from mgctl.api import Mgcap
 from mgctl.chardev import CaptureDevice, device_path
 from mgctl.record import iter_records
-from tests.vm.conftest import Module, Pktgen, eventually, in_netns, sh
+from tests.vm.conftest import Module, Pktgen, asleep_in, eventually, in_netns, sh
 
 
 def test_rename_follows_the_device(mgcap: Module, dummy: str) -> None:
@@ -146,6 +147,33 @@ def test_epoll_follows_a_rebind(mgcap: Module, dummy: str) -> None:
             assert len(list(iter_records(f.read()))) == 1
         finally:
             ep.close()
+
+
+def test_a_blocking_read_follows_a_rebind(mgcap: Module, dummy: str) -> None:
+    """A read() asleep while its file is bound to ring 1 wakes for ring 0's record once
+    another thread binds the file to ring 0: it waits on the file's own queue, which
+    follows the binding, not on the queue of the ring it started with."""
+    mgcap.load(ifname=dummy)
+    got: list[bytes] = []
+    with CaptureDevice(device_path(dummy)) as f:
+        f.bind(1)
+        t = threading.Thread(target=lambda: got.append(f.read(1 << 16)), daemon=True)
+        t.start()
+        try:
+            tid = t.native_id
+            assert tid is not None
+            assert eventually(lambda: asleep_in(tid, "read", fd=f.fd), timeout=60)
+            f.bind(0)
+            # pktgen's first thread runs on CPU 0: ring 0
+            Pktgen(dummy).run(count=1)
+            t.join(timeout=30)
+            assert not t.is_alive(), "the read still sleeps on ring 1's queue"
+            assert len(list(iter_records(got[0]))) == 1
+        finally:
+            if t.is_alive():  # the stop wakes every ring's readers
+                with Mgcap() as m:
+                    m.stop(dummy)
+                t.join(timeout=60)
 
 
 @pytest.mark.parametrize("where", ["beyond", "inside"])
