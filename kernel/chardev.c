@@ -67,10 +67,26 @@ static char *mgcap_devnode(MGCAP_DEVNODE_CONST struct device *dev,
 	return kstrdup(name, GFP_KERNEL);
 }
 
+/*
+ * /sys/class/mgcap/<name> carries its capture's netns as a tag, as a net
+ * device's directory does: a sysfs mounted in another netns (a container's,
+ * ip netns exec's) does not list it, so the filter and the counters of a
+ * capture stay with its netns.  The device exists only while the capture
+ * runs, so cap->net is valid whenever sysfs asks.
+ */
+static const void *mgcap_namespace(MGCAP_DEVNODE_CONST struct device *dev)
+{
+	struct mgcap_capture *cap = dev_get_drvdata(dev);
+
+	return cap->net;
+}
+
 static struct class mgcap_class = {
 	.name = "mgcap",
 	.devnode = mgcap_devnode,
 	.dev_groups = mgcap_dev_groups,
+	.ns_type = &net_ns_type_operations,
+	.namespace = mgcap_namespace,
 };
 
 /*
