@@ -74,7 +74,13 @@ bool mgcap_hwtstamp_legacy(struct net_device *dev)
 					 &priv);
 }
 
-/* struct kernel_hwtstamp_config, without a user buffer (kcfg.ifr NULL) */
+/*
+ * struct kernel_hwtstamp_config, without a user buffer (kcfg.ifr NULL).  The
+ * ioctl path checks a request with net_hwtstamp_validate(), which is not
+ * exported: here the family's policy bounds rx_filter and tx_type to the same
+ * ranges (mgcap_hwtstamp_set_policy), flags are always 0, and a restore puts
+ * back what the driver itself reported.
+ */
 static int mgcap_hwts_call(struct net_device *dev, bool set,
 			   struct hwtstamp_config *cfg,
 			   struct netlink_ext_ack *extack)
