@@ -23,9 +23,9 @@
  * killed) no process receives a reply: for a legacy device mgcap logs the
  * command that puts the saved configuration back, then forgets it.  At module
  * unload mgcap puts back what it can and logs, for each legacy device, the
- * command that puts the saved configuration back.  A device that goes away
- * (NETDEV_UNREGISTER, also when it moves to another netns) is forgotten
- * without a restore.
+ * command that puts the saved configuration back.  A device that moves to
+ * another netns is put back (or logged) as it leaves; one that goes away
+ * (NETDEV_UNREGISTER) is forgotten without a restore.
  */
 #include <linux/net_tstamp.h>
 #include <linux/netdevice.h>
@@ -361,6 +361,33 @@ void mgcap_hwtstamp_restore_all(void)
 		list_del(&s->list);
 		kfree(s);
 	}
+}
+
+/*
+ * NETDEV_UNREGISTER, before the capture on dev (if any) stops.  A device that
+ * moves to another netns is still registered and keeps its NIC: a converted
+ * driver gets its saved configuration back now (a later stop or unload could
+ * no longer find it), a legacy one is logged with the command that restores
+ * it.  A device going away is forgotten.  Under RTNL.
+ */
+void mgcap_hwtstamp_unregister(struct net_device *dev)
+{
+	struct mgcap_hwts_saved *s;
+
+	ASSERT_RTNL();
+	s = mgcap_hwts_saved_of(dev);
+	if (!s)
+		return;
+	if (dev->reg_state != NETREG_REGISTERED) {
+		mgcap_hwtstamp_forget(dev);
+		return;
+	}
+	if (!mgcap_hwtstamp_legacy(dev)) {
+		mgcap_hwts_put_back(s);
+		return;
+	}
+	mgcap_hwts_log_restore(s, "moving to another network namespace");
+	mgcap_hwtstamp_forget(dev);
 }
 
 /* dev is going away, or its restore was handed out: forget it; under RTNL */

@@ -61,8 +61,8 @@ static int mgcap_netdev_event(struct notifier_block *nb, unsigned long event,
 
 	switch (event) {
 	case NETDEV_UNREGISTER:
-		/* the device leaves (or changes netns): nothing to restore on it */
-		mgcap_hwtstamp_forget(dev);
+		/* the device leaves, or changes netns with its NIC setting */
+		mgcap_hwtstamp_unregister(dev);
 		cap = mgcap_capture_of(dev);
 		if (cap)
 			mgcap_capture_stop(cap);

@@ -184,6 +184,7 @@ void mgcap_hwtstamp_restore(struct net_device *dev);
 void mgcap_hwtstamp_orphaned(struct net_device *dev);
 void mgcap_hwtstamp_restore_all(void);
 void mgcap_hwtstamp_forget(struct net_device *dev);
+void mgcap_hwtstamp_unregister(struct net_device *dev);
 
 /* filter.c */
 struct mgcap_filter {

@@ -31,6 +31,7 @@ from tests.vm.conftest import (
     Module,
     VethPair,
     eventually,
+    in_netns,
     mgctl,
     mgctl_json,
     read_raw,
@@ -378,6 +379,45 @@ def test_owner_killed_restores_or_logs_then_saves_afresh(
     assert mgctl_json(f"show dev {DEV}")[0]["hwtstamp"]["rx"] == "all"
     assert run_mgctl(f"stop dev {DEV}").returncode == 0
     assert hwts(DEV) == (RX_PTP_V2_EVENT, TX_ON)
+    sh("dmesg -C")
+    mgcap.unload()
+    assert "hwstamp_ctl" not in sh("dmesg").stdout
+
+
+@pytest.mark.parametrize("legacy", [0, 1], ids=["ndo", "ioctl"])
+def test_a_device_moved_to_another_netns_leaves_with_its_setting(
+    mgcap: Module, mgts: Mgts, legacy: int
+) -> None:
+    """A capturing device moved to another netns keeps its NIC but leaves mgcap's reach:
+    a driver the module calls gets the configuration from before mgcap back as it
+    leaves, an ioctl-only one is logged with the command that restores it."""
+    mgts.load(legacy=legacy)
+    mgcap.load()
+    user = user_configured(DEV)
+    hwts_ioctl(DEV, SIOCSHWTSTAMP, RX_PTP_V2_EVENT, TX_ON)
+    mgctl_json(f"hwtstamp set dev {DEV} rx all")
+    assert run_mgctl(f"start dev {DEV}").returncode == 0
+    ns = "mgH"
+    sh(f"ip netns add {ns}")
+    sh("dmesg -C")
+    try:
+        sh(f"ip link set {DEV} netns {ns}")
+        with in_netns(ns):
+            moved = hwts(DEV)
+        lines = [x for x in sh("dmesg").stdout.splitlines() if "hwstamp_ctl" in x]
+        if user:
+            assert moved == (RX_ALL, TX_ON)
+            cmd = f"run: hwstamp_ctl -i {DEV} -r {RX_PTP_V2_EVENT} -t {TX_ON}"
+            assert len(lines) == 1 and "another network namespace" in lines[0], lines
+            assert cmd in lines[0], lines
+        else:
+            assert moved == (RX_PTP_V2_EVENT, TX_ON)
+            assert lines == []
+        assert not Path(device_path(DEV)).exists()
+    finally:
+        sh(f"ip -n {ns} link set {DEV} netns 1", check=False)
+        sh(f"ip netns del {ns}")
+    # forgotten: the unload touches it no more
     sh("dmesg -C")
     mgcap.unload()
     assert "hwstamp_ctl" not in sh("dmesg").stdout
