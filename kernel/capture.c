@@ -296,8 +296,11 @@ struct mgcap_capture *mgcap_capture_alloc(u32 mode, u32 snaplen, u32 ring_size,
 	return cap;
 
 err_nomem:
-	NL_SET_ERR_MSG_MOD(extack, "out of memory for the rings");
 	mgcap_capture_put(cap);
+	/* ring creation gives up when the caller is being killed */
+	if (fatal_signal_pending(current))
+		return ERR_PTR(-EINTR);
+	NL_SET_ERR_MSG_MOD(extack, "out of memory for the rings");
 	return ERR_PTR(-ENOMEM);
 }
 
