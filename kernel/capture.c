@@ -59,6 +59,7 @@ static void mgcap_capture_release(struct kref *ref)
 	for (cpu = 0; cpu < cap->nr_rings; cpu++)
 		mgcap_ring_destroy(cap->rings[cpu]);
 	kfree(cap->rings);
+	mgcap_budget_release(cap);
 	if (cap->user_ns)
 		put_user_ns(cap->user_ns);
 	/* no hook runs any more: the capture stopped or never started */
@@ -85,23 +86,6 @@ void mgcap_capture_stats(struct mgcap_capture *cap, struct mgcap_stats *sum)
 		if (cap->rings[cpu])
 			mgcap_ring_stats_add(cap->rings[cpu], sum);
 }
-
-/*
- * What a start may take: the rings of every capture together stay below
- * half of the memory, and captures started by someone without CAP_NET_ADMIN
- * over the initial user namespace (root of a user namespace: a container,
- * or unshare -Urn) share the userns_max_* budget.  Checked before the rings
- * are allocated and again when the capture is attached.  Under RTNL.
- */
-static unsigned int mgcap_userns_max_captures = 64;
-module_param_named(userns_max_captures, mgcap_userns_max_captures, uint, 0644);
-MODULE_PARM_DESC(userns_max_captures,
-		 "Captures that admins of user namespaces other than the initial one may hold, all together (default 64)");
-
-static unsigned int mgcap_userns_max_ring_mb = 256;
-module_param_named(userns_max_ring_mb, mgcap_userns_max_ring_mb, uint, 0644);
-MODULE_PARM_DESC(userns_max_ring_mb,
-		 "Ring memory in MiB that admins of user namespaces other than the initial one may hold, all together (default 256)");
 
 /* the dynamic CPU hotplug state whose instances are the running captures */
 static enum cpuhp_state mgcap_cpuhp_state;
@@ -164,12 +148,6 @@ static void mgcap_generation_bump(void)
 		mgcap_generation = 1;
 }
 
-static u64 mgcap_rings_bytes(u32 ring_size)
-{
-	/* the data pages and the two control pages of each possible CPU */
-	return ((u64)ring_size + 2 * PAGE_SIZE) * num_possible_cpus();
-}
-
 /*
  * The device types whose frames a capture file can describe, as the records
  * hold them (mgctl/pcapng.py has the same list, mapped to PCAP-NG link
@@ -197,13 +175,9 @@ static bool mgcap_link_type_ok(const struct net_device *dev)
 	return false;
 }
 
-int mgcap_capture_check(struct net_device *dev, u32 ring_size, bool limited,
-			struct netlink_ext_ack *extack)
+/* dev may capture; under RTNL, at the request and again at the start */
+int mgcap_capture_check(struct net_device *dev, struct netlink_ext_ack *extack)
 {
-	u64 want = mgcap_rings_bytes(ring_size), all = want, mine = 0;
-	unsigned int nr_limited = 0;
-	struct mgcap_capture *cap;
-
 	ASSERT_RTNL();
 	if (!mgcap_link_type_ok(dev)) {
 		NL_SET_ERR_MSG_MOD(extack,
@@ -220,41 +194,17 @@ int mgcap_capture_check(struct net_device *dev, u32 ring_size, bool limited,
 				   "device has another rx_handler (bridge, bond, team, macvlan or similar port)");
 		return -EBUSY;
 	}
-	list_for_each_entry(cap, &mgcap_captures, list) {
-		all += mgcap_rings_bytes(cap->ring_size);
-		if (cap->limited) {
-			nr_limited++;
-			mine += mgcap_rings_bytes(cap->ring_size);
-		}
-	}
-	if (limited && nr_limited >= READ_ONCE(mgcap_userns_max_captures)) {
-		NL_SET_ERR_MSG_MOD(extack,
-				   "user namespaces hold all the captures they may (module parameter userns_max_captures)");
-		return -ENOSPC;
-	}
-	if (limited &&
-	    mine + want > (u64)READ_ONCE(mgcap_userns_max_ring_mb) << 20) {
-		NL_SET_ERR_MSG_MOD(extack,
-				   "the rings exceed what user namespaces may take (module parameter userns_max_ring_mb)");
-		return -ENOMEM;
-	}
-	if (all > ((u64)totalram_pages() << PAGE_SHIFT) / 2) {
-		NL_SET_ERR_MSG_MOD(extack,
-				   "the rings of all captures would take more than half of the memory");
-		return -ENOMEM;
-	}
 	return 0;
 }
 
 /*
- * A capture with its rings, not attached to a device yet; without RTNL,
- * since zeroing up to a GiB per CPU takes a while.
+ * A capture without rings, not attached to a device yet: what it will take is
+ * reserved (budget.c) before mgcap_capture_alloc_rings().
  */
 struct mgcap_capture *mgcap_capture_alloc(u32 mode, u32 snaplen, u32 ring_size,
 					  struct netlink_ext_ack *extack)
 {
 	struct mgcap_capture *cap;
-	unsigned int cpu;
 	int err;
 
 	if (mode != MGCAP_MODE_DROP && mode != MGCAP_MODE_MIRROR) {
@@ -283,25 +233,37 @@ struct mgcap_capture *mgcap_capture_alloc(u32 mode, u32 snaplen, u32 ring_size,
 	init_waitqueue_head(&cap->wq_any);
 	cap->minor = -1;
 
+	return cap;
+}
+
+/*
+ * The rings of a capture whose memory is reserved; may run without RTNL,
+ * since zeroing up to a GiB per CPU takes a while.  On failure the caller
+ * puts cap, which frees what was made.
+ */
+int mgcap_capture_alloc_rings(struct mgcap_capture *cap,
+			      struct netlink_ext_ack *extack)
+{
+	unsigned int cpu;
+
 	cap->nr_rings = nr_cpu_ids;
 	cap->rings = kcalloc(cap->nr_rings, sizeof(*cap->rings),
 			     GFP_KERNEL_ACCOUNT);
 	if (!cap->rings)
 		goto err_nomem;
 	for_each_possible_cpu(cpu) {
-		cap->rings[cpu] = mgcap_ring_create(cap, cpu, ring_size);
+		cap->rings[cpu] = mgcap_ring_create(cap, cpu, cap->ring_size);
 		if (!cap->rings[cpu])
 			goto err_nomem;
 	}
-	return cap;
+	return 0;
 
 err_nomem:
-	mgcap_capture_put(cap);
 	/* ring creation gives up when the caller is being killed */
 	if (fatal_signal_pending(current))
-		return ERR_PTR(-EINTR);
+		return -EINTR;
 	NL_SET_ERR_MSG_MOD(extack, "out of memory for the rings");
-	return ERR_PTR(-ENOMEM);
+	return -ENOMEM;
 }
 
 static void mgcap_capture_set_names(struct mgcap_capture *cap,
@@ -373,17 +335,15 @@ static void mgcap_capture_quiesce(struct mgcap_capture *cap)
  * caller still owns both.
  */
 int mgcap_capture_start(struct net_device *dev, struct mgcap_capture *cap,
-			bool limited, struct mgcap_filter *flt,
-			struct netlink_ext_ack *extack)
+			struct mgcap_filter *flt, struct netlink_ext_ack *extack)
 {
 	int err;
 
 	ASSERT_RTNL();
-	err = mgcap_capture_check(dev, cap->ring_size, limited, extack);
+	err = mgcap_capture_check(dev, extack);
 	if (err)
 		return err;
 
-	cap->limited = limited;
 	cap->ifindex = dev->ifindex;
 	cap->link_type = dev->type;
 	cap->link_header = dev_has_header(dev);
