@@ -141,6 +141,7 @@ static bool mgcap_ring_chain_ok(struct mgcap_ring *ring, u64 cons, u64 used)
 {
 	unsigned int steps = 0;
 	u64 n = 0;
+	lockdep_assert_held(&ring->consumer_lock);
 
 	if (used > ring->mask + 1)
 		return false;
@@ -272,6 +273,8 @@ static int mgcap_relay_wake(struct wait_queue_entry *wait, unsigned int mode,
 static void mgcap_relay_move(struct mgcap_file *mf, bool install)
 {
 	wait_queue_head_t *to = mgcap_file_wq(mf);
+
+	lockdep_assert_held(&mf->lock);
 
 	if (!mf->relay_on && !install)
 		return;
@@ -604,6 +607,8 @@ int mgcap_chardev_node_add(struct mgcap_capture *cap)
 {
 	dev_t devt = MKDEV(MAJOR(mgcap_devt), cap->minor);
 	struct device *d;
+
+	ASSERT_RTNL();
 
 	if (net_eq(cap->net, &init_net))
 		d = device_create(&mgcap_class, NULL, devt, cap, "%s",

@@ -172,6 +172,7 @@ static struct mgcap_hwts_saved *mgcap_hwts_saved_of(struct net_device *dev)
 {
 	struct mgcap_hwts_saved *s;
 
+	ASSERT_RTNL();
 	list_for_each_entry(s, &mgcap_hwts_saved_list, list)
 		if (s->dev == dev)
 			return s;

@@ -91,6 +91,7 @@ static struct net_device *mgcap_nl_dev(struct genl_info *info)
 	struct net *net = genl_info_net(info);
 	struct net_device *dev;
 
+	ASSERT_RTNL();
 	if (ifindex) {
 		dev = __dev_get_by_index(net, nla_get_u32(ifindex));
 		if (!dev) {
@@ -287,6 +288,7 @@ void mgcap_nl_notify(struct mgcap_capture *cap, u8 cmd)
 {
 	struct sk_buff *msg;
 
+	ASSERT_RTNL();
 	if (!mgcap_nl_registered ||
 	    !genl_has_listeners(&mgcap_nl_family, cap->net, MGCAP_NLGRP_MONITOR))
 		return;
@@ -346,6 +348,7 @@ static struct mgcap_capture *mgcap_nl_dump_next(struct net *net, long after)
 {
 	struct mgcap_capture *cap, *next = NULL;
 
+	ASSERT_RTNL();
 	list_for_each_entry(cap, &mgcap_captures, list)
 		if (net_eq(cap->net, net) && cap->ifindex > after &&
 		    (!next || cap->ifindex < next->ifindex))
