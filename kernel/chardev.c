@@ -141,8 +141,8 @@ static bool mgcap_ring_chain_ok(struct mgcap_ring *ring, u64 cons, u64 used)
 {
 	unsigned int steps = 0;
 	u64 n = 0;
-	lockdep_assert_held(&ring->consumer_lock);
 
+	lockdep_assert_held(&ring->consumer_lock);
 	if (used > ring->mask + 1)
 		return false;
 	while (n < used) {
