@@ -34,10 +34,11 @@ MODULE_PARM_DESC(minors,
 		 "Device minors: the most captures at once, and the starts before a minor is used again (1 to 65536, default 65536)");
 
 /*
- * poll() and epoll wait on the file's own queue, poll_wq; a relay entry on
- * the queue of whatever the file reads (its ring's, or the capture's for an
- * unbound file) passes the ring's wakeups on.  A rebind moves the relay, so
- * an epoll registration made before the rebind keeps working.
+ * read(), poll() and epoll wait on the file's own queue, poll_wq; a relay
+ * entry on the queue of whatever the file reads (its ring's, or the capture's
+ * for an unbound file), queued from open() on, passes the ring's wakeups on.
+ * A rebind moves the relay and wakes poll_wq, so a read() asleep or an epoll
+ * registration made before the rebind follows it.
  */
 struct mgcap_file {
 	struct mgcap_capture *cap;
@@ -269,15 +270,16 @@ static int mgcap_relay_wake(struct wait_queue_entry *wait, unsigned int mode,
 	return 0;
 }
 
-/* queue the relay where the file's wakeups come from; under mf->lock */
-static void mgcap_relay_move(struct mgcap_file *mf, bool install)
+/*
+ * Queue the relay where the file's wakeups come from: from open() on, so
+ * read() and poll() wait on poll_wq without taking a lock; a rebind moves it.
+ * Under mf->lock.
+ */
+static void mgcap_relay_move(struct mgcap_file *mf)
 {
 	wait_queue_head_t *to = mgcap_file_wq(mf);
 
 	lockdep_assert_held(&mf->lock);
-
-	if (!mf->relay_on && !install)
-		return;
 	if (mf->relay_on == to)
 		return;
 	if (mf->relay_on)
@@ -310,9 +312,6 @@ static ssize_t mgcap_read(struct file *file, char __user *buf, size_t count,
 		/* the file's own queue, as poll() does: the relay follows a
 		 * rebind by another thread, and the rebind wakes it
 		 */
-		mutex_lock(&mf->lock);
-		mgcap_relay_move(mf, true);
-		mutex_unlock(&mf->lock);
 		err = wait_event_interruptible(mf->poll_wq,
 					       mgcap_file_readable(mf) ||
 					       READ_ONCE(cap->stopped));
@@ -327,8 +326,6 @@ static __poll_t mgcap_poll(struct file *file, poll_table *wait)
 	struct mgcap_capture *cap = mf->cap;
 	__poll_t mask = 0;
 
-	mutex_lock(&mf->lock);
-	mgcap_relay_move(mf, true);
 	poll_wait(file, &mf->poll_wq, wait);
 	/* order the wait queue entry before the ring checks; pairs with the
 	 * producer's smp_mb() before its waitqueue_active()
@@ -339,7 +336,6 @@ static __poll_t mgcap_poll(struct file *file, poll_table *wait)
 		mask |= EPOLLHUP;
 	if (mgcap_file_readable(mf))
 		mask |= EPOLLIN | EPOLLRDNORM;
-	mutex_unlock(&mf->lock);
 	return mask;
 }
 
@@ -413,7 +409,7 @@ static int mgcap_bind(struct mgcap_file *mf, struct file *file, u32 cpu)
 	}
 	old = mf->ring;
 	WRITE_ONCE(mf->ring, ring);
-	mgcap_relay_move(mf, false);
+	mgcap_relay_move(mf);
 	/* pollers look again, at the new ring */
 	wake_up_interruptible(&mf->poll_wq);
 	mutex_unlock(&mf->lock);
@@ -570,6 +566,9 @@ static int mgcap_open(struct inode *inode, struct file *file)
 	mutex_init(&mf->lock);
 	init_waitqueue_head(&mf->poll_wq);
 	init_waitqueue_func_entry(&mf->relay, mgcap_relay_wake);
+	mutex_lock(&mf->lock);
+	mgcap_relay_move(mf);
+	mutex_unlock(&mf->lock);
 	file->private_data = mf;
 	return stream_open(inode, file);
 }
