@@ -110,7 +110,7 @@ static int mgcap_cpu_online(unsigned int cpu, struct hlist_node *node)
 		return 0;
 	hrtimer_cancel(&ring->wakeup_timer);
 	local_bh_disable();
-	atomic_set(&ring->timer_armed, 1);
+	WRITE_ONCE(ring->timer_armed, true);
 	hrtimer_start(&ring->wakeup_timer, ns_to_ktime(cap->wakeup_ns),
 		      HRTIMER_MODE_REL_PINNED);
 	local_bh_enable();

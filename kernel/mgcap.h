@@ -56,7 +56,7 @@ struct mgcap_ring {
 	/* producer side */
 	struct u64_stats_sync syncp;
 	struct hrtimer wakeup_timer;
-	atomic_t timer_armed;
+	bool timer_armed;		/* on the ring's CPU only: hook.c, mgcap_cpu_online() */
 
 	/* consumer side */
 	struct mutex consumer_lock;
