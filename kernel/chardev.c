@@ -625,7 +625,7 @@ void mgcap_chardev_node_del(struct mgcap_capture *cap)
 {
 	if (!cap->cdevice)
 		return;
-	device_destroy(&mgcap_class, MKDEV(MAJOR(mgcap_devt), cap->minor));
+	device_unregister(cap->cdevice);
 	cap->cdevice = NULL;
 }
 
