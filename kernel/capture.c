@@ -199,25 +199,14 @@ int mgcap_capture_check(struct net_device *dev, struct netlink_ext_ack *extack)
 
 /*
  * A capture without rings, not attached to a device yet: what it will take is
- * reserved (budget.c) before mgcap_capture_alloc_rings().
+ * reserved (budget.c) before mgcap_capture_alloc_rings().  The values come
+ * checked: by the family's policy and mgcap_validate_ring_size() for a
+ * request, by mgcap_init() for the module parameters.
  */
 struct mgcap_capture *mgcap_capture_alloc(u32 mode, u32 snaplen, u32 ring_size,
 					  struct netlink_ext_ack *extack)
 {
 	struct mgcap_capture *cap;
-	int err;
-
-	if (mode != MGCAP_MODE_DROP && mode != MGCAP_MODE_MIRROR) {
-		NL_SET_ERR_MSG_MOD(extack, "mode must be mirror or drop");
-		return ERR_PTR(-EINVAL);
-	}
-	if (snaplen < MGCAP_SNAPLEN_MIN || snaplen > MGCAP_SNAPLEN_MAX) {
-		NL_SET_ERR_MSG_MOD(extack, "snaplen out of range (1 to 262144)");
-		return ERR_PTR(-ERANGE);
-	}
-	err = mgcap_validate_ring_size(ring_size, snaplen, extack);
-	if (err)
-		return ERR_PTR(err);
 
 	cap = kzalloc(sizeof(*cap), GFP_KERNEL_ACCOUNT);
 	if (!cap)
@@ -429,15 +418,8 @@ int mgcap_capture_set(struct mgcap_capture *cap, u32 mode, u32 snaplen,
 	int err;
 
 	ASSERT_RTNL();
-	if (mode && mode != MGCAP_MODE_DROP && mode != MGCAP_MODE_MIRROR) {
-		NL_SET_ERR_MSG_MOD(extack, "mode must be mirror or drop");
-		return -EINVAL;
-	}
+	/* mode and snaplen are in range (the policy); the ring must hold two */
 	if (snaplen) {
-		if (snaplen > MGCAP_SNAPLEN_MAX) {
-			NL_SET_ERR_MSG_MOD(extack, "snaplen out of range (1 to 262144)");
-			return -ERANGE;
-		}
 		err = mgcap_validate_ring_size(cap->ring_size, snaplen, extack);
 		if (err)
 			return err;
