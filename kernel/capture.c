@@ -59,6 +59,7 @@ static void mgcap_capture_release(struct kref *ref)
 	for (cpu = 0; cpu < cap->nr_rings; cpu++)
 		mgcap_ring_destroy(cap->rings[cpu]);
 	kfree(cap->rings);
+	mgcap_budget_release(cap);
 	if (cap->user_ns)
 		put_user_ns(cap->user_ns);
 	/* no hook runs any more: the capture stopped or never started */
@@ -86,23 +87,6 @@ void mgcap_capture_stats(struct mgcap_capture *cap, struct mgcap_stats *sum)
 			mgcap_ring_stats_add(cap->rings[cpu], sum);
 }
 
-/*
- * What a start may take: the rings of every capture together stay below
- * half of the memory, and captures started by someone without CAP_NET_ADMIN
- * over the initial user namespace (root of a user namespace: a container,
- * or unshare -Urn) share the userns_max_* budget.  Checked before the rings
- * are allocated and again when the capture is attached.  Under RTNL.
- */
-static unsigned int mgcap_userns_max_captures = 64;
-module_param_named(userns_max_captures, mgcap_userns_max_captures, uint, 0644);
-MODULE_PARM_DESC(userns_max_captures,
-		 "Captures that admins of user namespaces other than the initial one may hold, all together (default 64)");
-
-static unsigned int mgcap_userns_max_ring_mb = 256;
-module_param_named(userns_max_ring_mb, mgcap_userns_max_ring_mb, uint, 0644);
-MODULE_PARM_DESC(userns_max_ring_mb,
-		 "Ring memory in MiB that admins of user namespaces other than the initial one may hold, all together (default 256)");
-
 /* the dynamic CPU hotplug state whose instances are the running captures */
 static enum cpuhp_state mgcap_cpuhp_state;
 
@@ -126,7 +110,7 @@ static int mgcap_cpu_online(unsigned int cpu, struct hlist_node *node)
 		return 0;
 	hrtimer_cancel(&ring->wakeup_timer);
 	local_bh_disable();
-	atomic_set(&ring->timer_armed, 1);
+	WRITE_ONCE(ring->timer_armed, true);
 	hrtimer_start(&ring->wakeup_timer, ns_to_ktime(cap->wakeup_ns),
 		      HRTIMER_MODE_REL_PINNED);
 	local_bh_enable();
@@ -150,13 +134,18 @@ void mgcap_cpuhp_exit(void)
 	cpuhp_remove_multi_state(mgcap_cpuhp_state);
 }
 
-/* bumped on every start, stop and rename: dumps check their consistency */
-unsigned long mgcap_generation;
+/*
+ * Bumped on every start, stop and rename: a dump's parts compare it (cb->seq)
+ * and flag NLM_F_DUMP_INTR.  Never 0, which would turn the check off: it starts
+ * at 1 and skips 0 when it wraps.  Under RTNL.
+ */
+u32 mgcap_generation = 1;
 
-static u64 mgcap_rings_bytes(u32 ring_size)
+static void mgcap_generation_bump(void)
 {
-	/* the data pages and the two control pages of each possible CPU */
-	return ((u64)ring_size + 2 * PAGE_SIZE) * num_possible_cpus();
+	ASSERT_RTNL();
+	if (!++mgcap_generation)
+		mgcap_generation = 1;
 }
 
 /*
@@ -186,13 +175,9 @@ static bool mgcap_link_type_ok(const struct net_device *dev)
 	return false;
 }
 
-int mgcap_capture_check(struct net_device *dev, u32 ring_size, bool limited,
-			struct netlink_ext_ack *extack)
+/* dev may capture; under RTNL, at the request and again at the start */
+int mgcap_capture_check(struct net_device *dev, struct netlink_ext_ack *extack)
 {
-	u64 want = mgcap_rings_bytes(ring_size), all = want, mine = 0;
-	unsigned int nr_limited = 0;
-	struct mgcap_capture *cap;
-
 	ASSERT_RTNL();
 	if (!mgcap_link_type_ok(dev)) {
 		NL_SET_ERR_MSG_MOD(extack,
@@ -209,54 +194,19 @@ int mgcap_capture_check(struct net_device *dev, u32 ring_size, bool limited,
 				   "device has another rx_handler (bridge, bond, team, macvlan or similar port)");
 		return -EBUSY;
 	}
-	list_for_each_entry(cap, &mgcap_captures, list) {
-		all += mgcap_rings_bytes(cap->ring_size);
-		if (cap->limited) {
-			nr_limited++;
-			mine += mgcap_rings_bytes(cap->ring_size);
-		}
-	}
-	if (limited && nr_limited >= READ_ONCE(mgcap_userns_max_captures)) {
-		NL_SET_ERR_MSG_MOD(extack,
-				   "user namespaces hold all the captures they may (module parameter userns_max_captures)");
-		return -ENOSPC;
-	}
-	if (limited &&
-	    mine + want > (u64)READ_ONCE(mgcap_userns_max_ring_mb) << 20) {
-		NL_SET_ERR_MSG_MOD(extack,
-				   "the rings exceed what user namespaces may take (module parameter userns_max_ring_mb)");
-		return -ENOMEM;
-	}
-	if (all > ((u64)totalram_pages() << PAGE_SHIFT) / 2) {
-		NL_SET_ERR_MSG_MOD(extack,
-				   "the rings of all captures would take more than half of the memory");
-		return -ENOMEM;
-	}
 	return 0;
 }
 
 /*
- * A capture with its rings, not attached to a device yet; without RTNL,
- * since zeroing up to a GiB per CPU takes a while.
+ * A capture without rings, not attached to a device yet: what it will take is
+ * reserved (budget.c) before mgcap_capture_alloc_rings().  The values come
+ * checked: by the family's policy and mgcap_validate_ring_size() for a
+ * request, by mgcap_init() for the module parameters.
  */
 struct mgcap_capture *mgcap_capture_alloc(u32 mode, u32 snaplen, u32 ring_size,
 					  struct netlink_ext_ack *extack)
 {
 	struct mgcap_capture *cap;
-	unsigned int cpu;
-	int err;
-
-	if (mode != MGCAP_MODE_DROP && mode != MGCAP_MODE_MIRROR) {
-		NL_SET_ERR_MSG_MOD(extack, "mode must be mirror or drop");
-		return ERR_PTR(-EINVAL);
-	}
-	if (snaplen < MGCAP_SNAPLEN_MIN || snaplen > MGCAP_SNAPLEN_MAX) {
-		NL_SET_ERR_MSG_MOD(extack, "snaplen out of range (1 to 262144)");
-		return ERR_PTR(-ERANGE);
-	}
-	err = mgcap_validate_ring_size(ring_size, snaplen, extack);
-	if (err)
-		return ERR_PTR(err);
 
 	cap = kzalloc(sizeof(*cap), GFP_KERNEL_ACCOUNT);
 	if (!cap)
@@ -272,22 +222,37 @@ struct mgcap_capture *mgcap_capture_alloc(u32 mode, u32 snaplen, u32 ring_size,
 	init_waitqueue_head(&cap->wq_any);
 	cap->minor = -1;
 
+	return cap;
+}
+
+/*
+ * The rings of a capture whose memory is reserved; may run without RTNL,
+ * since zeroing up to a GiB per CPU takes a while.  On failure the caller
+ * puts cap, which frees what was made.
+ */
+int mgcap_capture_alloc_rings(struct mgcap_capture *cap,
+			      struct netlink_ext_ack *extack)
+{
+	unsigned int cpu;
+
 	cap->nr_rings = nr_cpu_ids;
 	cap->rings = kcalloc(cap->nr_rings, sizeof(*cap->rings),
 			     GFP_KERNEL_ACCOUNT);
 	if (!cap->rings)
 		goto err_nomem;
 	for_each_possible_cpu(cpu) {
-		cap->rings[cpu] = mgcap_ring_create(cap, cpu, ring_size);
+		cap->rings[cpu] = mgcap_ring_create(cap, cpu, cap->ring_size);
 		if (!cap->rings[cpu])
 			goto err_nomem;
 	}
-	return cap;
+	return 0;
 
 err_nomem:
+	/* ring creation gives up when the caller is being killed */
+	if (fatal_signal_pending(current))
+		return -EINTR;
 	NL_SET_ERR_MSG_MOD(extack, "out of memory for the rings");
-	mgcap_capture_put(cap);
-	return ERR_PTR(-ENOMEM);
+	return -ENOMEM;
 }
 
 static void mgcap_capture_set_names(struct mgcap_capture *cap,
@@ -329,22 +294,45 @@ static void mgcap_capture_wake_all(struct mgcap_capture *cap)
 }
 
 /*
+ * The one teardown of a capture's producers, for stop and for a start that
+ * failed half-way: the rx_handler is gone (or was never registered).  The
+ * hotplug instance goes first, if it was added: no online callback runs after
+ * that (the removal holds the hotplug lock), so none arms a timer after they
+ * are cancelled.  Then every record is published: stopped, paired with the
+ * smp_load_acquire() in mgcap_read() and mgcap_poll(), and every reader woken
+ * to see it.  Under RTNL.
+ */
+static void mgcap_capture_quiesce(struct mgcap_capture *cap)
+{
+	unsigned int cpu;
+
+	ASSERT_RTNL();
+	if (!hlist_unhashed(&cap->cpuhp_node))
+		cpuhp_state_remove_instance_nocalls(mgcap_cpuhp_state,
+						    &cap->cpuhp_node);
+	for (cpu = 0; cpu < cap->nr_rings; cpu++)
+		if (cap->rings[cpu])
+			hrtimer_cancel(&cap->rings[cpu]->wakeup_timer);
+	/* every record before it published; pairs with mgcap_read()'s acquire */
+	smp_store_release(&cap->stopped, true);
+	mgcap_capture_wake_all(cap);
+}
+
+/*
  * Attach a capture from mgcap_capture_alloc() to dev.  On success the
  * capture list owns cap and cap owns flt (may be NULL); on failure the
  * caller still owns both.
  */
 int mgcap_capture_start(struct net_device *dev, struct mgcap_capture *cap,
-			bool limited, struct mgcap_filter *flt,
-			struct netlink_ext_ack *extack)
+			struct mgcap_filter *flt, struct netlink_ext_ack *extack)
 {
 	int err;
 
 	ASSERT_RTNL();
-	err = mgcap_capture_check(dev, cap->ring_size, limited, extack);
+	err = mgcap_capture_check(dev, extack);
 	if (err)
 		return err;
 
-	cap->limited = limited;
 	cap->ifindex = dev->ifindex;
 	cap->link_type = dev->type;
 	cap->link_header = dev_has_header(dev);
@@ -363,7 +351,7 @@ int mgcap_capture_start(struct net_device *dev, struct mgcap_capture *cap,
 					       &cap->cpuhp_node);
 	if (err) {
 		NL_SET_ERR_MSG_MOD(extack, "cannot follow CPU hotplug");
-		goto err_chardev;
+		goto err_quiesce;
 	}
 
 	/* published with cap by the rx_handler registration */
@@ -372,13 +360,13 @@ int mgcap_capture_start(struct net_device *dev, struct mgcap_capture *cap,
 	if (err) {
 		RCU_INIT_POINTER(cap->filter, NULL);
 		NL_SET_ERR_MSG_MOD(extack, "cannot attach the rx_handler");
-		goto err_cpuhp;
+		goto err_quiesce;
 	}
 	netdev_hold(dev, &cap->dev_tracker, GFP_KERNEL);
 	cap->dev = dev;
 	list_add_tail(&cap->list, &mgcap_captures);
 	mgcap_owner_add(cap);
-	mgcap_generation++;
+	mgcap_generation_bump();
 	netdev_info(dev, "mgcap: capturing, mode %s, snaplen %u, ring %u bytes x %u CPUs%s\n",
 		    cap->mode == MGCAP_MODE_DROP ? "drop" : "mirror",
 		    cap->snaplen, cap->ring_size, num_possible_cpus(),
@@ -386,13 +374,10 @@ int mgcap_capture_start(struct net_device *dev, struct mgcap_capture *cap,
 	mgcap_nl_notify(cap, MGCAP_CMD_DEV_START_NTF);
 	return 0;
 
-err_cpuhp:
-	cpuhp_state_remove_instance_nocalls(mgcap_cpuhp_state, &cap->cpuhp_node);
-err_chardev:
-	mgcap_chardev_del(cap);
+err_quiesce:
 	/* a file opened meanwhile reads nothing and gets EOF, not a wait */
-	smp_store_release(&cap->stopped, true);
-	mgcap_capture_wake_all(cap);
+	mgcap_capture_quiesce(cap);
+	mgcap_chardev_del(cap);
 	return err;
 }
 
@@ -412,16 +397,18 @@ void mgcap_capture_rename(struct mgcap_capture *cap)
 	if (mgcap_chardev_node_add(cap))
 		netdev_warn(cap->dev,
 			    "mgcap: no device node after the rename; the capture goes on\n");
-	mgcap_generation++;
+	mgcap_generation_bump();
 	mgcap_nl_notify(cap, MGCAP_CMD_DEV_CHANGE_NTF);
 }
 
 /*
  * Change mode and/or snaplen (0: leave as is) and the filter (flt: a new
  * one, clear_filter: none; the capture owns flt on success) while capturing.
- * The hook reads each once per frame, so every frame is handled entirely in
- * the old or entirely in the new setting: none is lost or captured twice.
- * Everything is checked before anything changes.
+ * The hook reads each setting once per frame, so a frame sees each one
+ * whole, old or new, and no frame is lost or captured twice by the change.
+ * The settings are not swapped together: a frame received during a change of
+ * several may see the new filter with the old snaplen or mode (they change
+ * in that order).  Everything is checked before anything changes.
  */
 int mgcap_capture_set(struct mgcap_capture *cap, u32 mode, u32 snaplen,
 		      struct mgcap_filter *flt, bool clear_filter,
@@ -431,15 +418,8 @@ int mgcap_capture_set(struct mgcap_capture *cap, u32 mode, u32 snaplen,
 	int err;
 
 	ASSERT_RTNL();
-	if (mode && mode != MGCAP_MODE_DROP && mode != MGCAP_MODE_MIRROR) {
-		NL_SET_ERR_MSG_MOD(extack, "mode must be mirror or drop");
-		return -EINVAL;
-	}
+	/* mode and snaplen are in range (the policy); the ring must hold two */
 	if (snaplen) {
-		if (snaplen > MGCAP_SNAPLEN_MAX) {
-			NL_SET_ERR_MSG_MOD(extack, "snaplen out of range (1 to 262144)");
-			return -ERANGE;
-		}
 		err = mgcap_validate_ring_size(cap->ring_size, snaplen, extack);
 		if (err)
 			return err;
@@ -462,26 +442,15 @@ int mgcap_capture_set(struct mgcap_capture *cap, u32 mode, u32 snaplen,
 void mgcap_capture_stop(struct mgcap_capture *cap)
 {
 	struct net_device *dev = cap->dev;
-	unsigned int cpu;
 
 	ASSERT_RTNL();
 	/* waits for every running rx_handler (synchronize_net) */
 	netdev_rx_handler_unregister(dev);
-	/* no hotplug callback runs after this: it holds the hotplug lock */
-	cpuhp_state_remove_instance_nocalls(mgcap_cpuhp_state, &cap->cpuhp_node);
-	for (cpu = 0; cpu < cap->nr_rings; cpu++)
-		if (cap->rings[cpu])
-			hrtimer_cancel(&cap->rings[cpu]->wakeup_timer);
-
-	/* no producer runs any more and every record is published; pairs
-	 * with smp_load_acquire() in mgcap_read() and mgcap_poll()
-	 */
-	smp_store_release(&cap->stopped, true);
-	mgcap_capture_wake_all(cap);
+	mgcap_capture_quiesce(cap);
 
 	list_del(&cap->list);
 	mgcap_owner_del(cap);
-	mgcap_generation++;
+	mgcap_generation_bump();
 	mgcap_chardev_del(cap);
 	/* the timestamp configuration the device had before mgcap changed it */
 	mgcap_hwtstamp_restore(dev);

@@ -2,10 +2,14 @@
 /*
  * mgcap: the character devices /dev/mgcap/<ifname>.
  *
- * Minor numbers map to captures through an IDR, handed out cyclically so
- * that a stale node (a bind mount of an old /dev/mgcap/<name>, a mknod) does
- * not open the next capture that happens to get its minor: it gets ENODEV
- * until the 65,536 minors have gone round.  open() takes a reference on the
+ * Minor numbers map to captures through an IDR, handed out cyclically, so
+ * a minor comes back only after all the others (module parameter minors,
+ * 65,536 by default) have been used.  A stale node, one devtmpfs removed at
+ * the capture's stop but kept alive (a bind mount of an old
+ * /dev/mgcap/<name>, an O_PATH descriptor), opens nothing, however often the
+ * minors have gone round: open() refuses an inode with no link left, since
+ * once the old cdev is gone such an inode would be bound afresh to whatever
+ * capture holds its minor now, in any netns.  open() takes a reference on the
  * capture, so a file outlives the capture's stop and the device's removal:
  * it reads what is left, then gets EOF.  The cdev is allocated on
  * its own (cdev_alloc) because open files keep it alive after cdev_del(),
@@ -24,11 +28,17 @@
 
 #define MGCAP_MINORS	BIT(16)
 
+static unsigned int mgcap_minors_nr = MGCAP_MINORS;
+module_param_named(minors, mgcap_minors_nr, uint, 0444);
+MODULE_PARM_DESC(minors,
+		 "Device minors: the most captures at once, and the starts before a minor is used again (1 to 65536, default 65536)");
+
 /*
- * poll() and epoll wait on the file's own queue, poll_wq; a relay entry on
- * the queue of whatever the file reads (its ring's, or the capture's for an
- * unbound file) passes the ring's wakeups on.  A rebind moves the relay, so
- * an epoll registration made before the rebind keeps working.
+ * read(), poll() and epoll wait on the file's own queue, poll_wq; a relay
+ * entry on the queue of whatever the file reads (its ring's, or the capture's
+ * for an unbound file), queued from open() on, passes the ring's wakeups on.
+ * A rebind moves the relay and wakes poll_wq, so a read() asleep or an epoll
+ * registration made before the rebind follows it.
  */
 struct mgcap_file {
 	struct mgcap_capture *cap;
@@ -58,10 +68,26 @@ static char *mgcap_devnode(MGCAP_DEVNODE_CONST struct device *dev,
 	return kstrdup(name, GFP_KERNEL);
 }
 
+/*
+ * /sys/class/mgcap/<name> carries its capture's netns as a tag, as a net
+ * device's directory does: a sysfs mounted in another netns (a container's,
+ * ip netns exec's) does not list it, so the filter and the counters of a
+ * capture stay with its netns.  The device exists only while the capture
+ * runs, so cap->net is valid whenever sysfs asks.
+ */
+static const void *mgcap_namespace(MGCAP_DEVNODE_CONST struct device *dev)
+{
+	struct mgcap_capture *cap = dev_get_drvdata(dev);
+
+	return cap->net;
+}
+
 static struct class mgcap_class = {
 	.name = "mgcap",
 	.devnode = mgcap_devnode,
 	.dev_groups = mgcap_dev_groups,
+	.ns_type = &net_ns_type_operations,
+	.namespace = mgcap_namespace,
 };
 
 /*
@@ -100,6 +126,40 @@ static bool mgcap_file_readable(struct mgcap_file *mf)
 	return false;
 }
 
+/* a record's block length, with @left bytes of records from it on */
+static bool mgcap_record_len_ok(u32 len, u64 left)
+{
+	return len >= MGCAP_RECORD_LEN(0) && len <= left && !(len & 3);
+}
+
+/*
+ * The bytes from @cons to the producer position are whole records, one after
+ * the other.  A mmap reader may have written any consumer position: beyond
+ * the ring, or inside it but not at a record.  Walks every record (at unbind
+ * only); the producer writes none of these bytes.  Under the consumer lock.
+ */
+static bool mgcap_ring_chain_ok(struct mgcap_ring *ring, u64 cons, u64 used)
+{
+	unsigned int steps = 0;
+	u64 n = 0;
+
+	lockdep_assert_held(&ring->consumer_lock);
+	if (used > ring->mask + 1)
+		return false;
+	while (n < used) {
+		const struct mgcap_epb *epb =
+			(const void *)(ring->data + ((cons + n) & ring->mask));
+		u32 len = READ_ONCE(epb->block_len);
+
+		if (!mgcap_record_len_ok(len, used - n))
+			return false;
+		n += len;
+		if (!(++steps % 4096))
+			cond_resched();
+	}
+	return true;
+}
+
 /*
  * Copy whole records of one ring, at most @count bytes.  Returns the bytes
  * copied, -EMSGSIZE if the next record alone is larger than @count, or
@@ -128,7 +188,7 @@ static ssize_t mgcap_read_ring(struct mgcap_ring *ring, struct file *file,
 			(const void *)(ring->data + ((cons + n) & ring->mask));
 		u32 len = READ_ONCE(epb->block_len);
 
-		if (len < MGCAP_RECORD_LEN(0) || len > used - n || len & 3) {
+		if (!mgcap_record_len_ok(len, used - n)) {
 			ret = -EIO;
 			goto out;
 		}
@@ -201,12 +261,38 @@ static ssize_t mgcap_read_once(struct mgcap_file *mf, struct file *file,
 	return n == -EMSGSIZE ? -EINVAL : n;
 }
 
+static int mgcap_relay_wake(struct wait_queue_entry *wait, unsigned int mode,
+			    int sync, void *key)
+{
+	struct mgcap_file *mf = container_of(wait, struct mgcap_file, relay);
+
+	wake_up_interruptible(&mf->poll_wq);
+	return 0;
+}
+
+/*
+ * Queue the relay where the file's wakeups come from: from open() on, so
+ * read() and poll() wait on poll_wq without taking a lock; a rebind moves it.
+ * Under mf->lock.
+ */
+static void mgcap_relay_move(struct mgcap_file *mf)
+{
+	wait_queue_head_t *to = mgcap_file_wq(mf);
+
+	lockdep_assert_held(&mf->lock);
+	if (mf->relay_on == to)
+		return;
+	if (mf->relay_on)
+		remove_wait_queue(mf->relay_on, &mf->relay);
+	add_wait_queue(to, &mf->relay);
+	mf->relay_on = to;
+}
+
 static ssize_t mgcap_read(struct file *file, char __user *buf, size_t count,
 			  loff_t *ppos)
 {
 	struct mgcap_file *mf = file->private_data;
 	struct mgcap_capture *cap = mf->cap;
-	wait_queue_head_t *wq;
 	ssize_t n;
 	int err;
 
@@ -223,36 +309,15 @@ static ssize_t mgcap_read(struct file *file, char __user *buf, size_t count,
 			return mgcap_read_once(mf, file, buf, count);
 		if (file->f_flags & O_NONBLOCK)
 			return -EAGAIN;
-		wq = mgcap_file_wq(mf);
-		err = wait_event_interruptible(*wq, mgcap_file_readable(mf) ||
+		/* the file's own queue, as poll() does: the relay follows a
+		 * rebind by another thread, and the rebind wakes it
+		 */
+		err = wait_event_interruptible(mf->poll_wq,
+					       mgcap_file_readable(mf) ||
 					       READ_ONCE(cap->stopped));
 		if (err)
 			return err;
 	}
-}
-
-static int mgcap_relay_wake(struct wait_queue_entry *wait, unsigned int mode,
-			    int sync, void *key)
-{
-	struct mgcap_file *mf = container_of(wait, struct mgcap_file, relay);
-
-	wake_up_interruptible(&mf->poll_wq);
-	return 0;
-}
-
-/* queue the relay where the file's wakeups come from; under mf->lock */
-static void mgcap_relay_move(struct mgcap_file *mf, bool install)
-{
-	wait_queue_head_t *to = mgcap_file_wq(mf);
-
-	if (!mf->relay_on && !install)
-		return;
-	if (mf->relay_on == to)
-		return;
-	if (mf->relay_on)
-		remove_wait_queue(mf->relay_on, &mf->relay);
-	add_wait_queue(to, &mf->relay);
-	mf->relay_on = to;
 }
 
 static __poll_t mgcap_poll(struct file *file, poll_table *wait)
@@ -261,8 +326,6 @@ static __poll_t mgcap_poll(struct file *file, poll_table *wait)
 	struct mgcap_capture *cap = mf->cap;
 	__poll_t mask = 0;
 
-	mutex_lock(&mf->lock);
-	mgcap_relay_move(mf, true);
 	poll_wait(file, &mf->poll_wq, wait);
 	/* order the wait queue entry before the ring checks; pairs with the
 	 * producer's smp_mb() before its waitqueue_active()
@@ -273,7 +336,6 @@ static __poll_t mgcap_poll(struct file *file, poll_table *wait)
 		mask |= EPOLLHUP;
 	if (mgcap_file_readable(mf))
 		mask |= EPOLLIN | EPOLLRDNORM;
-	mutex_unlock(&mf->lock);
 	return mask;
 }
 
@@ -286,12 +348,13 @@ static __poll_t mgcap_poll(struct file *file, poll_table *wait)
 static void mgcap_unbind(struct mgcap_ring *ring)
 {
 	char name[IFNAMSIZ];
-	u64 cons, prod;
+	u64 cons, prod, used;
 
 	mutex_lock(&ring->consumer_lock);
-	if (mgcap_ring_used(ring, &cons) > ring->mask + 1) {
+	used = mgcap_ring_used(ring, &cons);
+	if (!mgcap_ring_chain_ok(ring, cons, used)) {
 		mgcap_capture_names(ring->cap, name, NULL);
-		pr_warn_ratelimited("mgcap: %s: ring %u: the reader left consumer_pos %llu, impossible; ring emptied\n",
+		pr_warn_ratelimited("mgcap: %s: ring %u: the reader left consumer_pos %llu, not at a record; ring emptied\n",
 				    name, ring->cpu, cons);
 		/* the records up to prod are written */
 		prod = smp_load_acquire(&ring->prod->producer_pos);
@@ -346,7 +409,7 @@ static int mgcap_bind(struct mgcap_file *mf, struct file *file, u32 cpu)
 	}
 	old = mf->ring;
 	WRITE_ONCE(mf->ring, ring);
-	mgcap_relay_move(mf, false);
+	mgcap_relay_move(mf);
 	/* pollers look again, at the new ring */
 	wake_up_interruptible(&mf->poll_wq);
 	mutex_unlock(&mf->lock);
@@ -482,6 +545,11 @@ static int mgcap_open(struct inode *inode, struct file *file)
 	if (!mf)
 		return -ENOMEM;
 
+	/* devtmpfs unlinked it when its capture stopped: a stale node */
+	if (!inode->i_nlink) {
+		kfree(mf);
+		return -ENODEV;
+	}
 	mutex_lock(&mgcap_minors_lock);
 	cap = idr_find(&mgcap_minors, iminor(inode));
 	/* the capture that holds the minor now, through the cdev it opened */
@@ -498,6 +566,9 @@ static int mgcap_open(struct inode *inode, struct file *file)
 	mutex_init(&mf->lock);
 	init_waitqueue_head(&mf->poll_wq);
 	init_waitqueue_func_entry(&mf->relay, mgcap_relay_wake);
+	mutex_lock(&mf->lock);
+	mgcap_relay_move(mf);
+	mutex_unlock(&mf->lock);
 	file->private_data = mf;
 	return stream_open(inode, file);
 }
@@ -536,6 +607,8 @@ int mgcap_chardev_node_add(struct mgcap_capture *cap)
 	dev_t devt = MKDEV(MAJOR(mgcap_devt), cap->minor);
 	struct device *d;
 
+	ASSERT_RTNL();
+
 	if (net_eq(cap->net, &init_net))
 		d = device_create(&mgcap_class, NULL, devt, cap, "%s",
 				  cap->ifname);
@@ -552,7 +625,7 @@ void mgcap_chardev_node_del(struct mgcap_capture *cap)
 {
 	if (!cap->cdevice)
 		return;
-	device_destroy(&mgcap_class, MKDEV(MAJOR(mgcap_devt), cap->minor));
+	device_unregister(cap->cdevice);
 	cap->cdevice = NULL;
 }
 
@@ -561,7 +634,7 @@ int mgcap_chardev_add(struct mgcap_capture *cap)
 	int minor, err;
 
 	mutex_lock(&mgcap_minors_lock);
-	minor = idr_alloc_cyclic(&mgcap_minors, cap, 0, MGCAP_MINORS,
+	minor = idr_alloc_cyclic(&mgcap_minors, cap, 0, mgcap_minors_nr,
 				 GFP_KERNEL);
 	mutex_unlock(&mgcap_minors_lock);
 	if (minor < 0)
@@ -612,18 +685,22 @@ int mgcap_chardev_init(void)
 {
 	int err;
 
-	err = alloc_chrdev_region(&mgcap_devt, 0, MGCAP_MINORS, "mgcap");
+	if (!mgcap_minors_nr || mgcap_minors_nr > MGCAP_MINORS) {
+		pr_err("mgcap: minors must be 1 to %lu\n", MGCAP_MINORS);
+		return -EINVAL;
+	}
+	err = alloc_chrdev_region(&mgcap_devt, 0, mgcap_minors_nr, "mgcap");
 	if (err)
 		return err;
 	err = class_register(&mgcap_class);
 	if (err)
-		unregister_chrdev_region(mgcap_devt, MGCAP_MINORS);
+		unregister_chrdev_region(mgcap_devt, mgcap_minors_nr);
 	return err;
 }
 
 void mgcap_chardev_exit(void)
 {
 	class_unregister(&mgcap_class);
-	unregister_chrdev_region(mgcap_devt, MGCAP_MINORS);
+	unregister_chrdev_region(mgcap_devt, mgcap_minors_nr);
 	idr_destroy(&mgcap_minors);
 }

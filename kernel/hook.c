@@ -109,8 +109,8 @@ static void mgcap_maybe_wake(struct mgcap_ring *ring, u64 used, u32 reclen)
 	struct mgcap_capture *cap = ring->cap;
 
 	/* timer_armed is only touched on this CPU: here and in the callback */
-	if (!atomic_read(&ring->timer_armed)) {
-		atomic_set(&ring->timer_armed, 1);
+	if (!READ_ONCE(ring->timer_armed)) {
+		WRITE_ONCE(ring->timer_armed, true);
 		hrtimer_start(&ring->wakeup_timer, ns_to_ktime(cap->wakeup_ns),
 			      HRTIMER_MODE_REL_PINNED);
 	}

@@ -18,11 +18,14 @@
  * configuration the device had before.  When capture on the device stops it
  * is put back, by mgcap for a converted driver and by the process that
  * stopped the capture for a legacy one (the dev-stop reply and dev-stop-ntf
- * carry it), then forgotten; the next hwtstamp-set saves again.  At module
+ * carry it), then forgotten; the next hwtstamp-set saves again.  When mgcap
+ * stops a capture on its own (the socket that owned it closed: mgdump was
+ * killed) no process receives a reply: for a legacy device mgcap logs the
+ * command that puts the saved configuration back, then forgets it.  At module
  * unload mgcap puts back what it can and logs, for each legacy device, the
- * command that puts the saved configuration back.  A device that goes away
- * (NETDEV_UNREGISTER, also when it moves to another netns) is forgotten
- * without a restore.
+ * command that puts the saved configuration back.  A device that moves to
+ * another netns is put back (or logged) as it leaves; one that goes away
+ * (NETDEV_UNREGISTER) is forgotten without a restore.
  */
 #include <linux/net_tstamp.h>
 #include <linux/netdevice.h>
@@ -71,7 +74,13 @@ bool mgcap_hwtstamp_legacy(struct net_device *dev)
 					 &priv);
 }
 
-/* struct kernel_hwtstamp_config, without a user buffer (kcfg.ifr NULL) */
+/*
+ * struct kernel_hwtstamp_config, without a user buffer (kcfg.ifr NULL).  The
+ * ioctl path checks a request with net_hwtstamp_validate(), which is not
+ * exported: here the family's policy bounds rx_filter and tx_type to the same
+ * ranges (mgcap_hwtstamp_set_policy), flags are always 0, and a restore puts
+ * back what the driver itself reported.
+ */
 static int mgcap_hwts_call(struct net_device *dev, bool set,
 			   struct hwtstamp_config *cfg,
 			   struct netlink_ext_ack *extack)
@@ -163,6 +172,7 @@ static struct mgcap_hwts_saved *mgcap_hwts_saved_of(struct net_device *dev)
 {
 	struct mgcap_hwts_saved *s;
 
+	ASSERT_RTNL();
 	list_for_each_entry(s, &mgcap_hwts_saved_list, list)
 		if (s->dev == dev)
 			return s;
@@ -234,6 +244,8 @@ int mgcap_hwtstamp_record(struct net_device *dev,
 		s->cfg = *before;
 		list_add_tail(&s->list, &mgcap_hwts_saved_list);
 	}
+	/* changed again after a stop whose restore is still pending */
+	s->stopped = false;
 	s->applied = *applied;
 	return 0;
 }
@@ -305,6 +317,32 @@ void mgcap_hwtstamp_restore(struct net_device *dev)
 		mgcap_hwts_put_back(s);
 }
 
+static void mgcap_hwts_log_restore(struct mgcap_hwts_saved *s, const char *why)
+{
+	netdev_warn(s->dev,
+		    "mgcap: %s: timestamp configuration not restored (ioctl-only driver); to restore it run: hwstamp_ctl -i %s -r %d -t %d\n",
+		    why, s->dev->name, s->cfg.rx_filter, s->cfg.tx_type);
+}
+
+/*
+ * mgcap stopped the capture on dev on its own (its owner socket closed): no
+ * stop reply goes to a process that would put a legacy device's saved
+ * configuration back, so log the command that does and forget it; the next
+ * hwtstamp-set saves afresh.  Under RTNL, after mgcap_capture_stop().
+ */
+void mgcap_hwtstamp_orphaned(struct net_device *dev)
+{
+	struct mgcap_hwts_saved *s;
+
+	ASSERT_RTNL();
+	s = mgcap_hwts_saved_of(dev);
+	if (!s || !s->stopped)
+		return;
+	mgcap_hwts_log_restore(s, "capture stopped with its owner");
+	list_del(&s->list);
+	kfree(s);
+}
+
 /*
  * Module unload: every saved configuration back that mgcap can put back; a
  * legacy device's can only be put back from user space, so say how.  Under
@@ -320,12 +358,37 @@ void mgcap_hwtstamp_restore_all(void)
 			mgcap_hwts_put_back(s);
 			continue;
 		}
-		netdev_warn(s->dev,
-			    "mgcap: timestamp configuration not restored (ioctl-only driver); to restore it run: hwstamp_ctl -i %s -r %d -t %d\n",
-			    s->dev->name, s->cfg.rx_filter, s->cfg.tx_type);
+		mgcap_hwts_log_restore(s, "unloading");
 		list_del(&s->list);
 		kfree(s);
 	}
+}
+
+/*
+ * NETDEV_UNREGISTER, before the capture on dev (if any) stops.  A device that
+ * moves to another netns is still registered and keeps its NIC: a converted
+ * driver gets its saved configuration back now (a later stop or unload could
+ * no longer find it), a legacy one is logged with the command that restores
+ * it.  A device going away is forgotten.  Under RTNL.
+ */
+void mgcap_hwtstamp_unregister(struct net_device *dev)
+{
+	struct mgcap_hwts_saved *s;
+
+	ASSERT_RTNL();
+	s = mgcap_hwts_saved_of(dev);
+	if (!s)
+		return;
+	if (dev->reg_state != NETREG_REGISTERED) {
+		mgcap_hwtstamp_forget(dev);
+		return;
+	}
+	if (!mgcap_hwtstamp_legacy(dev)) {
+		mgcap_hwts_put_back(s);
+		return;
+	}
+	mgcap_hwts_log_restore(s, "moving to another network namespace");
+	mgcap_hwtstamp_forget(dev);
 }
 
 /* dev is going away, or its restore was handed out: forget it; under RTNL */

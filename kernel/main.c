@@ -61,8 +61,8 @@ static int mgcap_netdev_event(struct notifier_block *nb, unsigned long event,
 
 	switch (event) {
 	case NETDEV_UNREGISTER:
-		/* the device leaves (or changes netns): nothing to restore on it */
-		mgcap_hwtstamp_forget(dev);
+		/* the device leaves, or changes netns with its NIC setting */
+		mgcap_hwtstamp_unregister(dev);
 		cap = mgcap_capture_of(dev);
 		if (cap)
 			mgcap_capture_stop(cap);
@@ -119,11 +119,17 @@ static int mgcap_start_param_devices(void)
 			err = -ENODEV;
 			break;
 		}
-		/* module load is an init-namespace admin's act: not limited */
 		cap = mgcap_capture_alloc(mgcap_default_params.mode, snaplen,
 					  ring_size, &extack);
-		err = IS_ERR(cap) ? PTR_ERR(cap) :
-		      mgcap_capture_start(dev, cap, false, NULL, &extack);
+		err = IS_ERR(cap) ? PTR_ERR(cap) : 0;
+		/* module load is an init-namespace admin's act: not limited */
+		if (!err)
+			err = mgcap_budget_reserve(cap, &init_user_ns, false,
+						   &extack);
+		if (!err)
+			err = mgcap_capture_alloc_rings(cap, &extack);
+		if (!err)
+			err = mgcap_capture_start(dev, cap, NULL, &extack);
 		if (err) {
 			if (!IS_ERR(cap))
 				mgcap_capture_put(cap);

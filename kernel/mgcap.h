@@ -56,7 +56,7 @@ struct mgcap_ring {
 	/* producer side */
 	struct u64_stats_sync syncp;
 	struct hrtimer wakeup_timer;
-	atomic_t timer_armed;
+	bool timer_armed;		/* on the ring's CPU only: hook.c, mgcap_cpu_online() */
 
 	/* consumer side */
 	struct mutex consumer_lock;
@@ -90,7 +90,9 @@ struct mgcap_capture {
 	bool link_header;		/* records start at the link-layer header,
 					 * else at skb->data (the network header)
 					 */
-	bool limited;			/* started without init-ns CAP_NET_ADMIN */
+	/* what the capture reserved (budget.c), given back at the last put */
+	u64 budget_bytes;
+	struct user_namespace *budget_ns;	/* charged, counted, or NULL */
 	/* the netlink socket the capture is tied to (socket-owner): port id
 	 * (0: none) and netns, compared only; set before the start
 	 */
@@ -129,16 +131,16 @@ rx_handler_result_t mgcap_rx_handler(struct sk_buff **pskb);
 
 /* capture.c */
 extern struct list_head mgcap_captures;
-extern unsigned long mgcap_generation;
+extern u32 mgcap_generation;
 int mgcap_validate_ring_size(u32 ring_size, u32 snaplen,
 			     struct netlink_ext_ack *extack);
-int mgcap_capture_check(struct net_device *dev, u32 ring_size, bool limited,
-			struct netlink_ext_ack *extack);
+int mgcap_capture_check(struct net_device *dev, struct netlink_ext_ack *extack);
 struct mgcap_capture *mgcap_capture_alloc(u32 mode, u32 snaplen, u32 ring_size,
 					  struct netlink_ext_ack *extack);
+int mgcap_capture_alloc_rings(struct mgcap_capture *cap,
+			      struct netlink_ext_ack *extack);
 int mgcap_capture_start(struct net_device *dev, struct mgcap_capture *cap,
-			bool limited, struct mgcap_filter *flt,
-			struct netlink_ext_ack *extack);
+			struct mgcap_filter *flt, struct netlink_ext_ack *extack);
 void mgcap_capture_rename(struct mgcap_capture *cap);
 void mgcap_capture_names(struct mgcap_capture *cap, char *ifname,
 			 char *chardev_name);
@@ -152,6 +154,11 @@ struct mgcap_capture *mgcap_capture_of(const struct net_device *dev);
 void mgcap_capture_put(struct mgcap_capture *cap);
 bool mgcap_capture_get(struct mgcap_capture *cap);
 void mgcap_capture_stats(struct mgcap_capture *cap, struct mgcap_stats *sum);
+
+/* budget.c */
+int mgcap_budget_reserve(struct mgcap_capture *cap, struct user_namespace *ns,
+			 bool limited, struct netlink_ext_ack *extack);
+void mgcap_budget_release(struct mgcap_capture *cap);
 
 /* chardev.c */
 int mgcap_chardev_init(void);
@@ -181,8 +188,10 @@ int mgcap_hwtstamp_record(struct net_device *dev,
 int mgcap_hwtstamp_report(struct net_device *dev, struct hwtstamp_config *cfg);
 bool mgcap_hwtstamp_pending(struct net_device *dev, struct hwtstamp_config *cfg);
 void mgcap_hwtstamp_restore(struct net_device *dev);
+void mgcap_hwtstamp_orphaned(struct net_device *dev);
 void mgcap_hwtstamp_restore_all(void);
 void mgcap_hwtstamp_forget(struct net_device *dev);
+void mgcap_hwtstamp_unregister(struct net_device *dev);
 
 /* filter.c */
 struct mgcap_filter {

@@ -91,6 +91,7 @@ static struct net_device *mgcap_nl_dev(struct genl_info *info)
 	struct net *net = genl_info_net(info);
 	struct net_device *dev;
 
+	ASSERT_RTNL();
 	if (ifindex) {
 		dev = __dev_get_by_index(net, nla_get_u32(ifindex));
 		if (!dev) {
@@ -287,6 +288,7 @@ void mgcap_nl_notify(struct mgcap_capture *cap, u8 cmd)
 {
 	struct sk_buff *msg;
 
+	ASSERT_RTNL();
 	if (!mgcap_nl_registered ||
 	    !genl_has_listeners(&mgcap_nl_family, cap->net, MGCAP_NLGRP_MONITOR))
 		return;
@@ -346,6 +348,7 @@ static struct mgcap_capture *mgcap_nl_dump_next(struct net *net, long after)
 {
 	struct mgcap_capture *cap, *next = NULL;
 
+	ASSERT_RTNL();
 	list_for_each_entry(cap, &mgcap_captures, list)
 		if (net_eq(cap->net, net) && cap->ifindex > after &&
 		    (!next || cap->ifindex < next->ifindex))
@@ -445,14 +448,14 @@ static void mgcap_nl_bad_size(struct genl_info *info)
  */
 static int mgcap_nl_dev_start_doit(struct sk_buff *skb, struct genl_info *info)
 {
-	/* captures of user namespace admins are bounded: capture.c */
+	/* captures of user namespace admins are bounded: budget.c */
 	bool limited = !netlink_ns_capable(skb, &init_user_ns, CAP_NET_ADMIN);
 	struct nlattr **tb = info->attrs;
 	struct mgcap_params p = mgcap_default_params;
-	struct mgcap_capture *cap = NULL;
-	struct mgcap_filter *flt;
+	struct mgcap_filter *flt = NULL;
+	struct mgcap_capture *cap;
 	struct net_device *dev;
-	struct sk_buff *msg;
+	struct sk_buff *msg = NULL;
 	int err;
 
 	if (tb[MGCAP_A_DEV_MODE])
@@ -466,29 +469,35 @@ static int mgcap_nl_dev_start_doit(struct sk_buff *skb, struct genl_info *info)
 		mgcap_nl_bad_size(info);
 		return err;
 	}
+	cap = mgcap_capture_alloc(p.mode, p.snaplen, p.ring_size, info->extack);
+	if (IS_ERR(cap))
+		return PTR_ERR(cap);
 
+	/* the memory is reserved before any of it is allocated */
 	rtnl_lock();
 	dev = mgcap_nl_dev(info);
-	err = IS_ERR(dev) ? PTR_ERR(dev) :
-	      mgcap_capture_check(dev, p.ring_size, limited, info->extack);
+	err = IS_ERR(dev) ? PTR_ERR(dev) : mgcap_capture_check(dev, info->extack);
+	if (!err)
+		err = mgcap_budget_reserve(cap, dev_net(dev)->user_ns, limited,
+					   info->extack);
 	rtnl_unlock();
 	if (err)
-		return err;
+		goto out_free;
 
 	flt = mgcap_nl_filter(info);
-	if (IS_ERR(flt))
-		return PTR_ERR(flt);
+	if (IS_ERR(flt)) {
+		err = PTR_ERR(flt);
+		flt = NULL;
+		goto out_free;
+	}
 	msg = mgcap_nl_dev_msg();
 	if (!msg) {
 		err = -ENOMEM;
 		goto out_free;
 	}
-	cap = mgcap_capture_alloc(p.mode, p.snaplen, p.ring_size, info->extack);
-	if (IS_ERR(cap)) {
-		err = PTR_ERR(cap);
-		cap = NULL;
+	err = mgcap_capture_alloc_rings(cap, info->extack);
+	if (err)
 		goto out_free;
-	}
 	/* tied to the requesting socket: owner.c stops it when that closes */
 	if (nla_get_flag(tb[MGCAP_A_DEV_SOCKET_OWNER])) {
 		cap->owner_portid = info->snd_portid;
@@ -506,7 +515,7 @@ static int mgcap_nl_dev_start_doit(struct sk_buff *skb, struct genl_info *info)
 		err = PTR_ERR(dev);
 		goto out_unlock;
 	}
-	err = mgcap_capture_start(dev, cap, limited, flt, info->extack);
+	err = mgcap_capture_start(dev, cap, flt, info->extack);
 	if (err)
 		goto out_unlock;
 	/* the capture list's and the filter the capture's now */

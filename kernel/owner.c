@@ -25,14 +25,19 @@ static DEFINE_SPINLOCK(mgcap_owned_lock);
 static void mgcap_owner_work_fn(struct work_struct *work)
 {
 	struct mgcap_capture *cap, *tmp;
+	struct net_device *dev;
 
 	rtnl_lock();
-	list_for_each_entry_safe(cap, tmp, &mgcap_captures, list)
-		if (READ_ONCE(cap->owner_gone)) {
-			netdev_info(cap->dev,
-				    "mgcap: the socket that started the capture is closed\n");
-			mgcap_capture_stop(cap);
-		}
+	list_for_each_entry_safe(cap, tmp, &mgcap_captures, list) {
+		if (!READ_ONCE(cap->owner_gone))
+			continue;
+		dev = cap->dev;
+		netdev_info(dev,
+			    "mgcap: the socket that started the capture is closed\n");
+		mgcap_capture_stop(cap);
+		/* RTNL holds dev: it unregisters only after this */
+		mgcap_hwtstamp_orphaned(dev);
+	}
 	rtnl_unlock();
 }
 

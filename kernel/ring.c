@@ -28,7 +28,7 @@ static enum hrtimer_restart mgcap_ring_timer_fn(struct hrtimer *timer)
 	/* runs on the ring's CPU (the timer is pinned), after the records the
 	 * producer published before it saw the timer armed; see hook.c
 	 */
-	atomic_set(&ring->timer_armed, 0);
+	WRITE_ONCE(ring->timer_armed, false);
 	mgcap_ring_wake(ring);
 	return HRTIMER_NORESTART;
 }

@@ -1,12 +1,14 @@
 """The character device's edges: a renamed device's node and sysfs directory, stale
-nodes, epoll across a rebind, a mapping that leaves an impossible consumer position,
-private and removed mappings, and whose right SET_IFID checks."""
+nodes (also once the minors wrap), epoll across a rebind, a mapping that leaves an
+impossible consumer position, private and removed mappings, and whose right SET_IFID
+checks."""
 
 import errno
 import mmap
 import os
 import select
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from mgctl.api import Mgcap
 from mgctl.chardev import CaptureDevice, device_path
 from mgctl.record import iter_records
-from tests.vm.conftest import Module, Pktgen, eventually, in_netns, sh
+from tests.vm.conftest import Module, Pktgen, asleep_in, eventually, in_netns, sh
 
 
 def test_rename_follows_the_device(mgcap: Module, dummy: str) -> None:
@@ -80,6 +82,52 @@ def test_a_stale_node_opens_no_other_capture(mgcap: Module, dummy: str, tmp_path
     assert eventually(lambda: not gone.exists() or not any(gone.rglob("mgs0")))
 
 
+def test_a_stale_node_opens_nothing_after_the_minors_wrap(
+    mgcap: Module, dummy: str, tmp_path: Path
+) -> None:
+    """Four minors (module parameter minors=4): a node bind-mounted before its capture
+    stopped names minor 0 again after four more starts, the fifth capture's (in another
+    netns). Opening the old node gets ENODEV, not that capture: devtmpfs unlinked it."""
+    mgcap.load(minors=4)
+    stale = tmp_path / "stale"
+    stale.touch()
+    ns = "mgW"
+    sh(f"ip netns add {ns}")
+    sh(f"ip netns exec {ns} ip link add mgw0 type dummy")
+    try:
+        with Mgcap() as m:
+            m.start(dummy, ring_size=64 << 10)
+        old_rdev = os.stat(device_path(dummy)).st_rdev
+        sh(f"mount --bind {device_path(dummy)} {stale}")
+        with Mgcap() as m:
+            m.stop(dummy)
+        with in_netns(ns), Mgcap() as m:
+            for _ in range(3):  # minors 1, 2 and 3
+                m.start("mgw0", ring_size=64 << 10)
+                m.stop("mgw0")
+            state = m.start("mgw0", ring_size=64 << 10).state
+        assert state.chardev
+        assert os.stat(state.chardev).st_rdev == old_rdev, "the minor did not wrap"
+        with pytest.raises(OSError) as e:
+            os.open(stale, os.O_RDONLY)
+        assert e.value.errno == errno.ENODEV
+        # the capture's own node opens
+        os.close(os.open(state.chardev, os.O_RDONLY))
+        with in_netns(ns), Mgcap() as m:
+            m.stop("mgw0")
+    finally:
+        sh(f"umount {stale}", check=False)
+        sh(f"ip netns del {ns}")
+
+
+def test_minors_out_of_range_refused(mgcap: Module) -> None:
+    """minors=0 and minors=65537 fail the load with a line saying the range."""
+    for bad in (0, 65537):
+        sh("dmesg -C")
+        assert mgcap.try_load(minors=bad).returncode != 0
+        assert "mgcap: minors must be 1 to 65536" in sh("dmesg").stdout
+
+
 def test_epoll_follows_a_rebind(mgcap: Module, dummy: str) -> None:
     """An epoll registration made while bound to ring 1 wakes for ring 0 after the file
     is bound to ring 0."""
@@ -101,15 +149,46 @@ def test_epoll_follows_a_rebind(mgcap: Module, dummy: str) -> None:
             ep.close()
 
 
-def test_an_impossible_consumer_pos_dies_with_its_mapping(mgcap: Module, dummy: str) -> None:
-    """A mmap reader that writes a consumer position more than a ring away gets EIO; once
-    its file is gone the ring is emptied, and the next readers and the producer go on."""
+def test_a_blocking_read_follows_a_rebind(mgcap: Module, dummy: str) -> None:
+    """A read() asleep while its file is bound to ring 1 wakes for ring 0's record once
+    another thread binds the file to ring 0: it waits on the file's own queue, which
+    follows the binding, not on the queue of the ring it started with."""
+    mgcap.load(ifname=dummy)
+    got: list[bytes] = []
+    with CaptureDevice(device_path(dummy)) as f:
+        f.bind(1)
+        t = threading.Thread(target=lambda: got.append(f.read(1 << 16)), daemon=True)
+        t.start()
+        try:
+            tid = t.native_id
+            assert tid is not None
+            assert eventually(lambda: asleep_in(tid, "read", fd=f.fd), timeout=60)
+            f.bind(0)
+            # pktgen's first thread runs on CPU 0: ring 0
+            Pktgen(dummy).run(count=1)
+            t.join(timeout=30)
+            assert not t.is_alive(), "the read still sleeps on ring 1's queue"
+            assert len(list(iter_records(got[0]))) == 1
+        finally:
+            if t.is_alive():  # the stop wakes every ring's readers
+                with Mgcap() as m:
+                    m.stop(dummy)
+                t.join(timeout=60)
+
+
+@pytest.mark.parametrize("where", ["beyond", "inside"])
+def test_an_impossible_consumer_pos_dies_with_its_mapping(
+    mgcap: Module, dummy: str, where: str
+) -> None:
+    """A mmap reader that writes a consumer position more than a ring away, or inside
+    the records but not at one (4 bytes into the first), gets EIO; once its file is
+    gone the ring is emptied, and the next readers and the producer go on."""
     mgcap.load(ifname=dummy, ring_size=64 << 10)
     with CaptureDevice(device_path(dummy), nonblock=True) as bad:
         bad.bind(0)
         ring = bad.map_ring()
         Pktgen(dummy).run(count=3)
-        ring.release(10 * ring.ring_size)
+        ring.release(10 * ring.ring_size if where == "beyond" else 4)
         with pytest.raises(OSError) as e:
             bad.read(1 << 16)
         assert e.value.errno == errno.EIO

@@ -31,6 +31,7 @@ from tests.vm.conftest import (
     Module,
     VethPair,
     eventually,
+    in_netns,
     mgctl,
     mgctl_json,
     read_raw,
@@ -42,6 +43,7 @@ from tests.vm.conftest import (
 )
 
 MGTS_KO = BUILD / "mgts" / "mgts.ko"
+MGDUMP = Path(sys.executable).with_name("mgdump")
 MGTS_PARAMS = Path("/sys/module/mgts/parameters")
 DEV = "mgts0"
 SIOCSHWTSTAMP, SIOCGHWTSTAMP = 0x89B0, 0x89B1
@@ -330,6 +332,95 @@ def test_restore_on_unload_and_forget_on_unregister(mgcap: Module, mgts: Mgts, l
     mgcap.unload()
     mgts.load(legacy=legacy)
     assert hwts(DEV) == (RX_NONE, TX_OFF)
+
+
+@pytest.mark.parametrize("legacy", [0, 1], ids=["ndo", "ioctl"])
+def test_owner_killed_restores_or_logs_then_saves_afresh(
+    mgcap: Module, mgts: Mgts, legacy: int, tmp_path: Path
+) -> None:
+    """mgdump --hwts all, SIGKILLed: the capture it owned stops. A driver the module
+    calls gets its setting back from the module; for an ioctl-only one (every driver
+    on 6.1) nobody receives a stop reply, so the module logs at once the command that
+    restores it and forgets it. Either way the device's next capture and hwtstamp set
+    are reported and restored as on a fresh device."""
+    mgts.load(legacy=legacy)
+    mgcap.load()
+    user = user_configured(DEV)
+    hwts_ioctl(DEV, SIOCSHWTSTAMP, RX_PTP_V2_EVENT, TX_ON)
+    err = tmp_path / "mgdump.err"
+    sh("dmesg -C")
+    with err.open("w") as f:
+        args = [str(MGDUMP), "-i", DEV, "--hwts", "all", "-w", str(tmp_path / "x.pcapng")]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=f)
+    try:
+        listening = eventually(
+            lambda: f"listening on {DEV}," in err.read_text() or proc.poll() is not None,
+            timeout=300,
+        )
+        assert listening and proc.poll() is None, err.read_text()
+        assert hwts(DEV) == (RX_ALL, TX_ON)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert eventually(lambda: not Path(device_path(DEV)).exists(), timeout=60)
+    lines = [x for x in sh("dmesg").stdout.splitlines() if "hwstamp_ctl" in x]
+    if user:
+        assert hwts(DEV) == (RX_ALL, TX_ON)  # nobody could put it back
+        want = "capture stopped with its owner: timestamp configuration not restored"
+        cmd = f"run: hwstamp_ctl -i {DEV} -r {RX_PTP_V2_EVENT} -t {TX_ON}"
+        assert len(lines) == 1 and want in lines[0] and cmd in lines[0], lines
+        hwts_ioctl(DEV, SIOCSHWTSTAMP, RX_PTP_V2_EVENT, TX_ON)  # as the line says
+    else:
+        assert hwts(DEV) == (RX_PTP_V2_EVENT, TX_ON)
+        assert lines == []
+    # the next capture on the device: its setting shown, then restored by the stop
+    assert run_mgctl(f"start dev {DEV}").returncode == 0
+    mgctl_json(f"hwtstamp set dev {DEV} rx all")
+    assert mgctl_json(f"show dev {DEV}")[0]["hwtstamp"]["rx"] == "all"
+    assert run_mgctl(f"stop dev {DEV}").returncode == 0
+    assert hwts(DEV) == (RX_PTP_V2_EVENT, TX_ON)
+    sh("dmesg -C")
+    mgcap.unload()
+    assert "hwstamp_ctl" not in sh("dmesg").stdout
+
+
+@pytest.mark.parametrize("legacy", [0, 1], ids=["ndo", "ioctl"])
+def test_a_device_moved_to_another_netns_leaves_with_its_setting(
+    mgcap: Module, mgts: Mgts, legacy: int
+) -> None:
+    """A capturing device moved to another netns keeps its NIC but leaves mgcap's reach:
+    a driver the module calls gets the configuration from before mgcap back as it
+    leaves, an ioctl-only one is logged with the command that restores it."""
+    mgts.load(legacy=legacy)
+    mgcap.load()
+    user = user_configured(DEV)
+    hwts_ioctl(DEV, SIOCSHWTSTAMP, RX_PTP_V2_EVENT, TX_ON)
+    mgctl_json(f"hwtstamp set dev {DEV} rx all")
+    assert run_mgctl(f"start dev {DEV}").returncode == 0
+    ns = "mgH"
+    sh(f"ip netns add {ns}")
+    sh("dmesg -C")
+    try:
+        sh(f"ip link set {DEV} netns {ns}")
+        with in_netns(ns):
+            moved = hwts(DEV)
+        lines = [x for x in sh("dmesg").stdout.splitlines() if "hwstamp_ctl" in x]
+        if user:
+            assert moved == (RX_ALL, TX_ON)
+            cmd = f"run: hwstamp_ctl -i {DEV} -r {RX_PTP_V2_EVENT} -t {TX_ON}"
+            assert len(lines) == 1 and "another network namespace" in lines[0], lines
+            assert cmd in lines[0], lines
+        else:
+            assert moved == (RX_PTP_V2_EVENT, TX_ON)
+            assert lines == []
+        assert not Path(device_path(DEV)).exists()
+    finally:
+        sh(f"ip -n {ns} link set {DEV} netns 1", check=False)
+        sh(f"ip netns del {ns}")
+    # forgotten: the unload touches it no more
+    sh("dmesg -C")
+    mgcap.unload()
+    assert "hwstamp_ctl" not in sh("dmesg").stdout
 
 
 NOT_SUPPORTED = "hardware timestamping not supported"

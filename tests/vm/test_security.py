@@ -105,6 +105,29 @@ def test_monitor_hears_only_its_own_namespace(mgcap: Module, dummy: str) -> None
         sh(f"ip netns del {ns}", check=False)
 
 
+def test_sysfs_lists_each_namespace_its_own_captures(mgcap: Module) -> None:
+    """/sys/class/mgcap in a sysfs of the initial netns lists its captures only, and
+    a sysfs mounted in another netns (ip netns exec mounts one) lists only that
+    namespace's, with their counters: a container cannot read the host's filters."""
+    mgcap.load(ifname="lo")
+    ns = "mgY"
+    sh(f"ip netns add {ns}")
+    try:
+        sh(f"ip netns exec {ns} ip link add mgy0 type dummy")
+        with in_netns(ns), Mgcap() as m:
+            m.start("mgy0", ring_size=64 << 10)
+        inum = os.stat(f"/run/netns/{ns}").st_ino
+        assert sorted(p.name for p in Path("/sys/class/mgcap").iterdir()) == ["lo"]
+        inside = sh(f"ip netns exec {ns} ls /sys/class/mgcap").stdout.split()
+        assert inside == [f"netns-{inum}:mgy0"]
+        seen = sh(f"ip netns exec {ns} cat /sys/class/mgcap/{inside[0]}/statistics/seen_packets")
+        assert seen.stdout.strip() == "0"
+        with in_netns(ns), Mgcap() as m:
+            m.stop("mgy0")
+    finally:
+        sh(f"ip netns del {ns}")
+
+
 def test_bad_ioctls_and_mappings_get_errors(mgcap: Module, dummy: str) -> None:
     mgcap.load(ifname=dummy, ring_size=1 << 16)
     with CaptureDevice(device_path(dummy), nonblock=True) as dev:

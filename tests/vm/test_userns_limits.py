@@ -1,10 +1,13 @@
-"""What a start may take: user namespace admins (unshare -Urn, containers) share a
-bounded budget of captures and ring memory, everyone's rings stay below half of the
-memory, and a refusal is an error with an extack message, never the OOM killer."""
+"""What a start may take: each user namespace's admins (unshare -Urn, containers) hold
+a bounded budget of captures and ring memory, charged to the namespaces it is nested
+in too, counted until a capture's last file closes; everyone's rings stay below half
+of the memory, and a refusal is an error with an extack message, never the OOM
+killer."""
 
 import contextlib
 import json
 import shlex
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,7 +129,7 @@ def test_a_user_namespace_cannot_take_a_gib_ring(mgcap: Module) -> None:
         assert m.captures() == []
 
 
-def test_user_namespaces_share_a_bounded_number_of_captures(mgcap: Module) -> None:
+def test_a_user_namespace_holds_a_bounded_number_of_captures(mgcap: Module) -> None:
     mgcap.load()
     (PARAMS / "userns_max_captures").write_text("3")
     sh("modprobe dummy")
@@ -168,4 +171,101 @@ def test_rings_stay_below_half_of_the_memory(mgcap: Module) -> None:
             assert "half of the memory" in e.message
         else:
             raise AssertionError("a 1 GiB ring per CPU started")
+        assert m.captures() == []
+
+
+# run in a user namespace: a 2 x 256 KiB capture started and stopped while a file of
+# it stays open, then another asked for with the file open and after its close
+PINNED = """
+import json, os, subprocess
+from mgctl.api import Mgcap, MgcapError
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+for dev in ("mgp0", "mgp1"):
+    subprocess.run(["ip", "link", "add", dev, "type", "dummy"], check=True)
+def start(dev):
+    try:
+        with Mgcap() as m:
+            return m.start(dev, ring_size=256 << 10).state.chardev
+    except MgcapError as e:
+        return f"{e.code} {e.message}"
+out = {}
+node = start("mgp0")
+fd = os.open(node, os.O_RDONLY)
+with Mgcap() as m:
+    m.stop("mgp0")
+out["while_open"] = start("mgp1")
+os.close(fd)
+with Mgcap() as m:
+    if m.show("mgp1").capturing:
+        m.stop("mgp1")
+out["after_close"] = start("mgp1")
+print(json.dumps(out))
+"""
+
+
+def test_rings_kept_by_an_open_file_stay_charged(mgcap: Module) -> None:
+    """A stopped capture's rings live as long as a file holds them, and stay charged
+    to the user namespace until then: with room for one capture's rings, a second
+    start is refused while the first one's file is open, and passes after."""
+    mgcap.load()
+    # 1 MiB: one capture of two 256 KiB rings (and their control pages), not two
+    (PARAMS / "userns_max_ring_mb").write_text("1")
+    sh("modprobe dummy")
+    proc = sh(in_userns(f"{sys.executable} -c {shlex.quote(PINNED)}"), timeout=600)
+    out = json.loads(proc.stdout)
+    assert out["while_open"].startswith("12 "), out  # ENOMEM
+    assert "userns_max_ring_mb" in out["while_open"], out
+    assert out["after_close"].startswith("/dev/mgcap/netns-"), out
+
+
+# run in a user namespace: one capture, held until stdin closes
+HOLDER = """
+import subprocess, sys
+from mgctl.api import Mgcap
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+subprocess.run(["ip", "link", "add", "mgh0", "type", "dummy"], check=True)
+with Mgcap() as m:
+    m.start("mgh0", ring_size=64 << 10)
+print("started", flush=True)
+sys.stdin.read()
+"""
+
+# run in a user namespace: one capture, then one more from a namespace nested in it
+NESTED = """
+import subprocess, sys
+subprocess.run([sys.executable, "-c", sys.argv[1], "1"], check=True)
+subprocess.run(["unshare", "-Urn", sys.executable, "-c", sys.argv[1], "1"], check=True)
+"""
+
+
+def test_each_user_namespace_has_its_own_budget_and_nesting_adds_none(
+    mgcap: Module,
+) -> None:
+    """userns_max_captures=1: a container holding its one capture does not stop
+    another container from starting one (each user namespace is charged on its
+    own), but a namespace nested in a container is charged to that container too."""
+    mgcap.load()
+    (PARAMS / "userns_max_captures").write_text("1")
+    sh("modprobe dummy")
+    holder = subprocess.Popen(
+        ["unshare", "-Urn", sys.executable, "-c", HOLDER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "started"
+        sibling = sh(in_userns(f"{sys.executable} -c {shlex.quote(STARTER)} 1"), timeout=600)
+        assert json.loads(sibling.stdout) == ["ok"]
+        script, starter = shlex.quote(NESTED), shlex.quote(STARTER)
+        nested = sh(in_userns(f"{sys.executable} -c {script} {starter}"), timeout=600)
+        first, inner = (json.loads(x) for x in nested.stdout.splitlines())
+        assert first == ["ok"]
+        assert inner[0].startswith("28 ") and "userns_max_captures" in inner[0], inner
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=120)
+    with Mgcap() as m:
         assert m.captures() == []
