@@ -114,10 +114,17 @@ C_VIRTIOFSD = Path("/usr/lib/qemu/virtiofsd")
 VIRTIOFS_SHIM = Path(__file__).resolve().parent / "virtiofs"
 
 
-def vng_env() -> dict[str, str]:
-    """vng's environment: the shim first in PATH when only the C virtiofsd exists."""
+def vng_env(virtiofs: bool = True) -> dict[str, str]:
+    """vng's environment: the shim first in PATH when only the C virtiofsd exists.
+    virtiofs False: 9p, for the debug kernel, whose config (virtme's allnoconfig and
+    tests/harness/debug.config) has no FUSE: it cannot mount a virtio-fs root."""
     env = dict(os.environ)
-    if env.get("MGCAP_9P") != "1" and not shutil.which("virtiofsd") and C_VIRTIOFSD.exists():
+    if (
+        virtiofs
+        and env.get("MGCAP_9P") != "1"
+        and not shutil.which("virtiofsd")
+        and C_VIRTIOFSD.exists()
+    ):
         env["PATH"] = f"{VIRTIOFS_SHIM}:{env.get('PATH', os.defpath)}"
     return env
 
@@ -223,7 +230,9 @@ def on_sigterm(_signum: int, _frame: object) -> None:
     sys.exit(128 + signal.SIGTERM)
 
 
-def boot(cmd: list[str], console_path: Path, timeout: float, tag: str = "") -> tuple[bool, float]:
+def boot(
+    cmd: list[str], console_path: Path, timeout: float, tag: str = "", virtiofs: bool = True
+) -> tuple[bool, float]:
     """Run vng, copying its console to console_path; (timed out, seconds).
 
     The deadline holds whether or not the guest prints (a hung guest may be silent):
@@ -238,7 +247,7 @@ def boot(cmd: list[str], console_path: Path, timeout: float, tag: str = "") -> t
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env=vng_env(),
+        env=vng_env(virtiofs),
     )
     LIVE_GROUPS.add(proc.pid)
     assert proc.stdout is not None
@@ -337,7 +346,9 @@ def run_kernel(
     cmd += [f"--qemu-opts={extra_qemu or ''} {SYSTEM_SHARE} {cpu_opt}".strip()]
     for attempt in range(1, BOOT_ATTEMPTS + 1):
         print(f"== {kernel}: booting (TCG, 2 vCPUs)", flush=True)
-        timed_out, elapsed = boot(cmd, out / "console.log", end - time.monotonic(), tag)
+        timed_out, elapsed = boot(
+            cmd, out / "console.log", end - time.monotonic(), tag, virtiofs=kernel != DEBUG
+        )
         console = (out / "console.log").read_text(errors="replace")
         if timed_out or (out / "rc").exists() or BEGIN_MARK in console:
             break
