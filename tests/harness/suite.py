@@ -3,15 +3,20 @@
 One place for the composition, read by vmrun.py (`--suite`) and by the plan
 (tests/harness/plan.py), so that the two cannot disagree.
 
-The boots run in two lanes side by side: each guest runs in one host thread
-(vmrun.TCG_THREAD) and the machine has two cores. CI's run (`bash tests/run`):
+The boots run in two lanes side by side: a TCG guest keeps one to one and a half
+host cores busy (qemu sampled at 1.1-1.4 cores alone, ~1.0 beside another guest),
+and the machine has two. CI's run (`bash tests/run`):
 
-    lane A: Debian 6.1 (the whole VM suite), then the debug kernel (DEBUG_TESTS)
-    lane B: the debug kernel's build (begun by tests/run before the host tests, at
-            idle priority), then Debian 6.12 (the whole VM suite)
+    lane A: Debian 6.1 (the whole VM suite)
+    lane B: Debian 6.12 (the whole VM suite)
 
-`bash tests/run --no-debug` leaves the debug kernel out (lanes: 6.1 | 6.12): 28
-minutes from a fresh clone here (2026-12-08, docs/testing.md).
+`bash tests/run --debug` adds the debug kernel, whose build (begun by tests/run
+before the host tests) takes a core for as long as a Debian boot:
+
+    lane A: Debian 6.1, then the debug kernel (DEBUG_TESTS)
+    lane B: the debug kernel's build, then Debian 6.12
+
+That run took 85 minutes here (2026-12-07, docs/testing.md), too long for CI's 90.
 A test marked once(slot=k) runs in the boot whose share is k of 2: slot 0 in 6.1,
 slot 1 in 6.12 (tests/vm/conftest.py). The debug boot runs named tests only.
 """
