@@ -283,6 +283,14 @@ bool mgcap_hwtstamp_pending(struct net_device *dev, struct hwtstamp_config *cfg)
 	return true;
 }
 
+/* forget a saved configuration */
+static void mgcap_hwts_drop(struct mgcap_hwts_saved *s)
+{
+	list_del(&s->list);
+	kfree(s);
+}
+
+/* put a saved configuration back through the driver, then forget it */
 static void mgcap_hwts_put_back(struct mgcap_hwts_saved *s)
 {
 	struct netlink_ext_ack extack = {};
@@ -294,8 +302,7 @@ static void mgcap_hwts_put_back(struct mgcap_hwts_saved *s)
 		netdev_warn(s->dev,
 			    "mgcap: cannot restore the timestamp configuration (rx filter %d, tx %d): %s (%d)\n",
 			    s->cfg.rx_filter, s->cfg.tx_type, extack._msg, err);
-	list_del(&s->list);
-	kfree(s);
+	mgcap_hwts_drop(s);
 }
 
 /*
@@ -317,11 +324,13 @@ void mgcap_hwtstamp_restore(struct net_device *dev)
 		mgcap_hwts_put_back(s);
 }
 
-static void mgcap_hwts_log_restore(struct mgcap_hwts_saved *s, const char *why)
+/* a legacy device's configuration mgcap cannot put back: log how, forget it */
+static void mgcap_hwts_give_up(struct mgcap_hwts_saved *s, const char *why)
 {
 	netdev_warn(s->dev,
 		    "mgcap: %s: timestamp configuration not restored (ioctl-only driver); to restore it run: hwstamp_ctl -i %s -r %d -t %d\n",
 		    why, s->dev->name, s->cfg.rx_filter, s->cfg.tx_type);
+	mgcap_hwts_drop(s);
 }
 
 /*
@@ -338,9 +347,7 @@ void mgcap_hwtstamp_orphaned(struct net_device *dev)
 	s = mgcap_hwts_saved_of(dev);
 	if (!s || !s->stopped)
 		return;
-	mgcap_hwts_log_restore(s, "capture stopped with its owner");
-	list_del(&s->list);
-	kfree(s);
+	mgcap_hwts_give_up(s, "capture stopped with its owner");
 }
 
 /*
@@ -358,9 +365,7 @@ void mgcap_hwtstamp_restore_all(void)
 			mgcap_hwts_put_back(s);
 			continue;
 		}
-		mgcap_hwts_log_restore(s, "unloading");
-		list_del(&s->list);
-		kfree(s);
+		mgcap_hwts_give_up(s, "unloading");
 	}
 }
 
@@ -379,16 +384,12 @@ void mgcap_hwtstamp_unregister(struct net_device *dev)
 	s = mgcap_hwts_saved_of(dev);
 	if (!s)
 		return;
-	if (dev->reg_state != NETREG_REGISTERED) {
-		mgcap_hwtstamp_forget(dev);
-		return;
-	}
-	if (!mgcap_hwtstamp_legacy(dev)) {
+	if (dev->reg_state != NETREG_REGISTERED)
+		mgcap_hwts_drop(s);
+	else if (!mgcap_hwtstamp_legacy(dev))
 		mgcap_hwts_put_back(s);
-		return;
-	}
-	mgcap_hwts_log_restore(s, "moving to another network namespace");
-	mgcap_hwtstamp_forget(dev);
+	else
+		mgcap_hwts_give_up(s, "moving to another network namespace");
 }
 
 /* dev is going away, or its restore was handed out: forget it; under RTNL */
@@ -398,8 +399,6 @@ void mgcap_hwtstamp_forget(struct net_device *dev)
 
 	ASSERT_RTNL();
 	s = mgcap_hwts_saved_of(dev);
-	if (s) {
-		list_del(&s->list);
-		kfree(s);
-	}
+	if (s)
+		mgcap_hwts_drop(s);
 }

@@ -52,6 +52,18 @@ def test_rename_follows_the_device(mgcap: Module, dummy: str) -> None:
             sh(f"ip link del {new}", check=False)
 
 
+def keep_past_its_stop(dummy: str, stale: Path) -> int:
+    """Start a capture of dummy, bind-mount its node on stale, stop the capture; the
+    node's device number."""
+    with Mgcap() as m:
+        m.start(dummy, ring_size=64 << 10)
+    old_rdev = os.stat(device_path(dummy)).st_rdev
+    sh(f"mount --bind {device_path(dummy)} {stale}")
+    with Mgcap() as m:
+        m.stop(dummy)
+    return old_rdev
+
+
 def test_a_stale_node_opens_no_other_capture(mgcap: Module, dummy: str, tmp_path: Path) -> None:
     """A node kept past its capture's stop (a bind mount) does not open the capture that
     starts next, here in another netns: minors are not handed out again at once."""
@@ -61,12 +73,7 @@ def test_a_stale_node_opens_no_other_capture(mgcap: Module, dummy: str, tmp_path
     ns = "mgS"
     sh(f"ip netns add {ns}")
     try:
-        with Mgcap() as m:
-            m.start(dummy, ring_size=64 << 10)
-        old_rdev = os.stat(device_path(dummy)).st_rdev
-        sh(f"mount --bind {device_path(dummy)} {stale}")
-        with Mgcap() as m:
-            m.stop(dummy)
+        old_rdev = keep_past_its_stop(dummy, stale)
         sh(f"ip netns exec {ns} ip link add mgs0 type dummy")
         with in_netns(ns), Mgcap() as m:
             state = m.start("mgs0", ring_size=64 << 10).state
@@ -95,12 +102,7 @@ def test_a_stale_node_opens_nothing_after_the_minors_wrap(
     sh(f"ip netns add {ns}")
     sh(f"ip netns exec {ns} ip link add mgw0 type dummy")
     try:
-        with Mgcap() as m:
-            m.start(dummy, ring_size=64 << 10)
-        old_rdev = os.stat(device_path(dummy)).st_rdev
-        sh(f"mount --bind {device_path(dummy)} {stale}")
-        with Mgcap() as m:
-            m.stop(dummy)
+        old_rdev = keep_past_its_stop(dummy, stale)
         with in_netns(ns), Mgcap() as m:
             for _ in range(3):  # minors 1, 2 and 3
                 m.start("mgw0", ring_size=64 << 10)
